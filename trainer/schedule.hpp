@@ -44,8 +44,9 @@ const std::vector<std::string>& schedule_kinds();
 void validate(const ScheduleSpec& spec);
 
 // The learning rate at 0-based step `step` of a run of total_steps steps. Pure: depends only on
-// its arguments (so a resumed run gets exactly the same rates). Steps past the end hold the last
-// value. Validates spec (ConfigError); total_steps < 1 is a ConfigError for the kinds that need it
+// its arguments (so a resumed run gets exactly the same rates). cosine, linear and onecycle hold
+// their final value past total_steps; step and exponential ignore total_steps.
+// Validates spec (ConfigError); total_steps < 1 is a ConfigError for the kinds that need it
 // (cosine, linear, onecycle).
 float lr_at(const ScheduleSpec& spec, float base_lr, int64_t step, int64_t total_steps);
 

@@ -1,0 +1,44 @@
+// open_store: turns a storage URL (sqlite:///abs.db, sqlite://rel.db, a bare *.db path) into a Store.
+// Schemes this build does not include (postgresql://) are refused with a message that says so.
+#include <string>
+#include <string_view>
+
+#include "common/error.hpp"
+#include "store/sqlite_store.hpp"
+#include "store/store.hpp"
+
+namespace kestrel::store {
+
+namespace {
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+constexpr const char* kForms =
+    "expected sqlite:///absolute/path.db, sqlite://relative/path.db or a file path ending in .db";
+
+}  // namespace
+
+std::unique_ptr<Store> open_store(const std::string& url) {
+  constexpr std::string_view kSqlite = "sqlite://";
+  if (url.rfind(kSqlite, 0) == 0) {
+    // sqlite:///abs keeps its leading slash (three slashes = absolute), sqlite://rel is relative to the cwd.
+    std::string path = url.substr(kSqlite.size());
+    if (path.empty()) throw StoreError("storage URL '" + url + "' names no file; " + kForms);
+    return std::make_unique<SqliteStore>(path);
+  }
+  auto scheme_end = url.find("://");
+  if (scheme_end != std::string::npos) {
+    std::string scheme = url.substr(0, scheme_end);
+    if (scheme == "postgresql" || scheme == "postgres")
+      throw StoreError("storage URL '" + url + "': " + scheme +
+                       ":// is not built in this build of Kestrel (no PostgreSQL store yet); " + kForms);
+    throw StoreError("storage URL '" + url + "': unknown scheme '" + scheme + "://'; " + kForms);
+  }
+  if (ends_with(url, ".db") || ends_with(url, ".sqlite") || ends_with(url, ".sqlite3"))
+    return std::make_unique<SqliteStore>(url);
+  throw StoreError("storage '" + url + "' is neither a URL nor a .db file path; " + kForms);
+}
+
+}  // namespace kestrel::store

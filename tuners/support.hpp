@@ -1,0 +1,54 @@
+// Helpers shared by the tuners: a portable seeded RNG, the loss view of a trial, duplicate detection and
+// enumeration of finite spaces.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "tuners/tuner.hpp"
+
+namespace kestrel::tuners {
+
+// What this represents: a seeded random stream whose outputs are the same with every standard library
+// (std::mt19937_64 is fully specified; the std:: distributions are not, so we draw from the raw bits ourselves).
+// Thread safety: none (one per call).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : engine_(seed) {}
+  uint64_t bits() { return engine_(); }
+  double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }  // [0, 1)
+  double normal();                                                                 // N(0, 1), Box-Muller
+  int64_t below(int64_t n) { return static_cast<int64_t>(uniform() * static_cast<double>(n)); }  // [0, n)
+  std::mt19937_64& engine() { return engine_; }
+
+ private:
+  std::mt19937_64 engine_;
+  std::optional<double> spare_;
+};
+
+// The value a single-objective tuner minimizes: the first objective, sign-adjusted so that smaller is better.
+// nullopt unless the trial is COMPLETE with a finite first value.
+std::optional<double> loss_of(const History& h, const Trial& t);
+
+// Canonical keys (SearchSpace::key) of every configuration in the history, whatever its state.
+std::unordered_set<std::string> seen_keys(const History& h);
+
+// Every distinct configuration of a finite space (inactive parameters dropped), in a fixed order.
+// Throws ConfigError naming the first continuous parameter (suggesting `step`), or when there are more than `limit`.
+std::vector<Config> enumerate_configs(const SearchSpace& space, int64_t limit);
+
+// Largest finite space that is enumerated to find unseen configurations (beyond it, random retries suffice).
+inline constexpr int64_t kEnumerateLimit = 2'000'000;
+
+// A uniformly random configuration not in `seen`. For infinite spaces: just a random one. For finite spaces: random
+// retries first, then an enumeration of the unseen ones; nullopt when none is left.
+std::optional<Config> random_unseen(const SearchSpace& space, const std::unordered_set<std::string>& seen, Rng& rng);
+
+// Decodes a uniform point of the cube drawn from `rng` (portable replacement for SearchSpace::sample).
+Config sample_uniform(const SearchSpace& space, Rng& rng);
+
+}  // namespace kestrel::tuners

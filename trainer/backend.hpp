@@ -44,6 +44,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // True when device memory is host memory (callers may pass host arrays to ops directly).
+  virtual bool is_host() const { return false; }
   // Threads the backend may use inside one op (CPU); ignored by device backends.
   virtual void set_threads(int threads) = 0;
 

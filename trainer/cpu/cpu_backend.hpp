@@ -16,6 +16,7 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads = 0);
   std::string name() const override { return "cpu"; }
+  bool is_host() const override { return true; }
   void set_threads(int threads) override;
   int threads() const { return threads_; }
 

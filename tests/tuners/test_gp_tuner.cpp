@@ -1,0 +1,204 @@
+// Tests of GpTuner as a whole: the shared tuner conformance suite, its options, optimization quality on a quadratic
+// and on Branin within stated budgets, running trials, ignored failures and multi-objective studies.
+#include <cmath>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "common/error.hpp"
+#include "tests/tuners/tuner_conformance.hpp"
+#include "tuners/gp.hpp"
+
+namespace kestrel::tuners::testing {
+
+INSTANTIATE_TEST_SUITE_P(Gp, TunerConformance, ::testing::Values(TunerCase{"gp", {}, true, true, 40, 0.05}),
+                         case_name);
+
+namespace {
+
+double branin(double x1, double x2) {
+  const double a = 1, b = 5.1 / (4 * M_PI * M_PI), c = 5 / M_PI, r = 6, s = 10, t = 1 / (8 * M_PI);
+  return a * std::pow(x2 - b * x1 * x1 + c * x1 - r, 2) + s * (1 - t) * std::cos(x1) + s;
+}
+constexpr double kBraninMin = 0.397887357729738;
+
+SearchSpace branin_space() {
+  return SearchSpace({ParamSpec::uniform("x1", -5, 10), ParamSpec::uniform("x2", 0, 15)});
+}
+
+double run_branin(uint64_t seed, int budget) {
+  MiniStudy st(branin_space());
+  GpTuner t(GpParams{}, seed);
+  for (int i = 0; i < budget; ++i) {
+    Trial& tr = st.ask(t);
+    st.tell(tr, branin(search::as_double(tr.config.at("x1")), search::as_double(tr.config.at("x2"))));
+  }
+  return *st.best() - kBraninMin;
+}
+
+}  // namespace
+
+TEST(GpTuner, ParamsHaveDocumentedDefaultsAndRejectBadValues) {
+  GpParams p = GpParams::from_json(nlohmann::json::object());
+  EXPECT_EQ(p.acquisition, "log_ei");
+  EXPECT_EQ(p.n_startup_trials, -1);
+  EXPECT_EQ(p.pending, "believer");
+  GpParams q = GpParams::from_json({{"acquisition", "ucb"}, {"ucb_kappa", 3.0}, {"n_startup_trials", 8}});
+  EXPECT_EQ(q.acquisition, "ucb");
+  EXPECT_EQ(q.ucb_kappa, 3.0);
+  EXPECT_EQ(q.n_startup_trials, 8);
+  EXPECT_THROW(GpParams::from_json({{"acquisition", "thompson"}}), ConfigError);
+  EXPECT_THROW(GpParams::from_json({{"pending", "maybe"}}), ConfigError);
+  EXPECT_THROW(GpParams::from_json({{"n_candidates", 0}}), ConfigError);
+  EXPECT_THROW(GpParams::from_json({{"n_candidates", "many"}}), ConfigError);
+  EXPECT_THROW(GpParams::from_json({{"lengthscale", 1.0}}), ConfigError);
+  EXPECT_EQ(make_tuner("gp", nlohmann::json::object(), 1)->name(), "gp");
+}
+
+TEST(GpTuner, StartupTrialsFollowTheSobolDesignThenTheModelTakesOver) {
+  // With n_startup_trials = 4 the first four proposals depend on the trial number only (not on the values told).
+  SearchSpace s = branin_space();
+  MiniStudy a(s), b(s);
+  GpTuner ta(GpParams::from_json({{"n_startup_trials", 4}}), 5), tb(GpParams::from_json({{"n_startup_trials", 4}}), 5);
+  for (int i = 0; i < 4; ++i) {
+    Trial& x = a.ask(ta);
+    Trial& y = b.ask(tb);
+    EXPECT_EQ(s.key(x.config), s.key(y.config));
+    a.tell(x, 1.0 * i);
+    b.tell(y, -3.0 * i);  // different values
+  }
+  // From the fifth trial the model sees different data and proposes differently.
+  EXPECT_NE(s.key(a.ask(ta).config), s.key(b.ask(tb).config));
+}
+
+TEST(GpTuner, FindsTheOptimumOfA2dQuadraticWithin20Trials) {
+  // Budget: 20 trials (5 Sobol + 15 model-based); claim: best squared distance below 1e-3 on [-5,5]^2 for every seed.
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    MiniStudy st(SearchSpace({ParamSpec::uniform("x", -5, 5), ParamSpec::uniform("y", -5, 5)}));
+    GpTuner t(GpParams{}, seed);
+    for (int i = 0; i < 20; ++i) {
+      Trial& tr = st.ask(t);
+      double x = search::as_double(tr.config.at("x")), y = search::as_double(tr.config.at("y"));
+      st.tell(tr, (x - 1.7) * (x - 1.7) + (y + 3.1) * (y + 3.1));
+    }
+    EXPECT_LT(*st.best(), 1e-3) << "seed " << seed;
+  }
+}
+
+TEST(GpTuner, FindsTheOptimumRegionOfBraninWithin30Trials) {
+  // Budget: 30 trials; claim: simple regret below 0.01 (f* = 0.397887, three global minima) for each of 3 seeds.
+  for (uint64_t seed = 1; seed <= 3; ++seed) EXPECT_LT(run_branin(seed, 30), 1e-2) << "seed " << seed;
+}
+
+TEST(GpTuner, RunningTrialsPushParallelProposalsApart) {
+  auto proposals = [](const std::string& pending) {
+    MiniStudy st(branin_space());
+    GpTuner t(GpParams::from_json({{"pending", pending}}), 3);
+    for (int i = 0; i < 12; ++i) {
+      Trial& tr = st.ask(t);
+      st.tell(tr, branin(search::as_double(tr.config.at("x1")), search::as_double(tr.config.at("x2"))));
+    }
+    std::vector<std::pair<double, double>> pts;
+    for (int i = 0; i < 4; ++i) {
+      Trial& tr = st.ask(t);  // left RUNNING, as with 4 parallel workers
+      pts.emplace_back((search::as_double(tr.config.at("x1")) + 5) / 15, search::as_double(tr.config.at("x2")) / 15);
+    }
+    double closest = 1e9;
+    for (size_t i = 0; i < pts.size(); ++i)
+      for (size_t j = i + 1; j < pts.size(); ++j)
+        closest = std::min(closest, std::hypot(pts[i].first - pts[j].first, pts[i].second - pts[j].second));
+    return closest;
+  };
+  // Without fantasies all four workers chase the same acquisition maximum; with them they spread out.
+  EXPECT_LT(proposals("ignore"), 1e-3);
+  EXPECT_GT(proposals("believer"), 1e-2);
+  EXPECT_GT(proposals("liar_min"), 1e-2);
+}
+
+TEST(GpTuner, FailedAndPrunedTrialsDoNotChangeTheProposal) {
+  MiniStudy st(branin_space());
+  GpTuner t(GpParams{}, 4);
+  for (int i = 0; i < 10; ++i) {
+    Trial& tr = st.ask(t);
+    st.tell(tr, branin(search::as_double(tr.config.at("x1")), search::as_double(tr.config.at("x2"))));
+  }
+  History h = st.history();
+  Trial failed, pruned;
+  failed.number = 100;
+  failed.state = TrialState::Failed;
+  failed.config = {{"x1", Value{0.0}}, {"x2", Value{1.0}}};
+  pruned.number = 101;
+  pruned.state = TrialState::Pruned;
+  pruned.config = {{"x1", Value{3.0}}, {"x2", Value{2.0}}};
+  pruned.values = {-1000.0};  // a partial value must not be mistaken for a result
+  History h2 = h;
+  h2.trials.push_back(&failed);
+  h2.trials.push_back(&pruned);
+  GpTuner fresh(GpParams{}, 4);
+  EXPECT_EQ(st.space().key(t.ask(h, 10).config), st.space().key(fresh.ask(h2, 10).config));
+}
+
+TEST(GpTuner, MultiObjectiveStudiesUseParegoAndStayValid) {
+  SearchSpace s({ParamSpec::uniform("x", 0, 1), ParamSpec::uniform("y", 0, 1)});
+  std::vector<std::unique_ptr<Trial>> trials;
+  GpTuner t(GpParams{}, 2);
+  std::set<std::string> keys;
+  for (int i = 0; i < 20; ++i) {
+    History h;
+    h.space = &s;
+    h.objectives = {search::Objective{"f1", search::Direction::Minimize},
+                    search::Objective{"f2", search::Direction::Maximize}};
+    for (const auto& tr : trials) h.trials.push_back(tr.get());
+    Proposal p = t.ask(h, i);
+    ASSERT_NO_THROW(s.check(p.config));
+    keys.insert(s.key(p.config));
+    auto tr = std::make_unique<Trial>();
+    tr->number = i;
+    tr->state = TrialState::Complete;
+    double x = search::as_double(p.config.at("x")), y = search::as_double(p.config.at("y"));
+    tr->values = {x * x + y, -(1 - x) * (1 - x) - y};  // conflicting in x; both prefer small y
+    tr->config = p.config;
+    trials.push_back(std::move(tr));
+  }
+  EXPECT_EQ(keys.size(), 20u);
+  // Both objectives prefer y = 0: the model-based trials should mostly sit at small y.
+  int small_y = 0;
+  for (size_t i = 10; i < trials.size(); ++i) small_y += search::as_double(trials[i]->config.at("y")) < 0.2;
+  EXPECT_GE(small_y, 7);
+}
+
+TEST(GpTuner, IntegerOnlySpaceNeverRepeatsAConfigurationUntilExhausted) {
+  SearchSpace s({ParamSpec::integer("a", 0, 3), ParamSpec::integer("b", 0, 2)});  // 12 configurations
+  MiniStudy st(s);
+  GpTuner t(GpParams{}, 1);
+  std::set<std::string> keys;
+  for (int i = 0; i < 12; ++i) {
+    Trial& tr = st.ask(t);
+    EXPECT_TRUE(keys.insert(s.key(tr.config)).second) << "repeat at trial " << i << ": " << s.key(tr.config);
+    st.tell(tr, std::pow(search::as_double(tr.config.at("a")) - 2, 2) + search::as_double(tr.config.at("b")));
+  }
+  EXPECT_THROW(t.ask(st.history(), st.next_number()), SpaceExhausted);
+}
+
+TEST(GpTuner, InactiveConditionalParameterDoesNotHideTheActiveOptimum) {
+  // kind = "a" activates xa (optimum 0 at xa = 0.8), kind = "b" activates xb (always >= 0.5). The model must learn
+  // that branch a is better and then tune xa, despite half the trials carrying an imputed xa.
+  auto xa = ParamSpec::uniform("xa", 0, 1);
+  xa.condition = search::Condition{"kind", {Value{std::string("a")}}};
+  auto xb = ParamSpec::uniform("xb", 0, 1);
+  xb.condition = search::Condition{"kind", {Value{std::string("b")}}};
+  SearchSpace s({ParamSpec::categorical("kind", {Value{std::string("a")}, Value{std::string("b")}}), xa, xb});
+  MiniStudy st(s);
+  GpTuner t(GpParams{}, 6);
+  for (int i = 0; i < 25; ++i) {
+    Trial& tr = st.ask(t);
+    ASSERT_NO_THROW(s.check(tr.config));
+    double v = std::get<std::string>(tr.config.at("kind")) == "a"
+                   ? std::pow(search::as_double(tr.config.at("xa")) - 0.8, 2)
+                   : 0.5 + search::as_double(tr.config.at("xb"));
+    st.tell(tr, v);
+  }
+  EXPECT_LT(*st.best(), 1e-3);
+}
+
+}  // namespace kestrel::tuners::testing

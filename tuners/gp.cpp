@@ -1,0 +1,537 @@
+// GpTuner: the ask of Gaussian-process BO: encoding of mixed/conditional spaces, start-up design, model fit on a
+// bounded subset, fantasies for running trials, and the mixed continuous/discrete acquisition search.
+#include "tuners/gp.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <unordered_set>
+
+#include "common/error.hpp"
+#include "tuners/gp_acquisition.hpp"
+#include "tuners/gp_lbfgs.hpp"
+#include "tuners/gp_model.hpp"
+#include "tuners/params.hpp"
+#include "tuners/sobol.hpp"
+#include "tuners/support.hpp"
+
+namespace kestrel::tuners {
+
+using search::ParamKind;
+using search::Value;
+
+GpParams GpParams::from_json(const nlohmann::json& j) {
+  GpParams p;
+  ParamReader r("tuner 'gp'", j);
+  r.get("n_startup_trials", p.n_startup_trials);
+  r.get("acquisition", p.acquisition);
+  r.get("ucb_kappa", p.ucb_kappa);
+  r.get("xi", p.xi);
+  r.get("n_candidates", p.n_candidates);
+  r.get("n_local_candidates", p.n_local_candidates);
+  r.get("n_refine", p.n_refine);
+  r.get("refine_rounds", p.refine_rounds);
+  r.get("refine_iters", p.refine_iters);
+  r.get("fit_restarts", p.fit_restarts);
+  r.get("fit_iters", p.fit_iters);
+  r.get("min_noise", p.min_noise);
+  r.get("priors", p.priors);
+  r.get("max_model_points", p.max_model_points);
+  r.get("max_fit_points", p.max_fit_points);
+  r.get("pending", p.pending);
+  r.get("parego_rho", p.parego_rho);
+  r.finish();
+  r.require(p.n_startup_trials >= -1, "n_startup_trials", "must be >= 0 (or -1 for automatic)");
+  gp::acq_kind_from_string(p.acquisition);
+  r.require(p.ucb_kappa >= 0, "ucb_kappa", "must be >= 0");
+  r.require(p.xi >= 0, "xi", "must be >= 0");
+  r.require(p.n_candidates >= 1, "n_candidates", "must be >= 1");
+  r.require(p.n_local_candidates >= 0, "n_local_candidates", "must be >= 0");
+  r.require(p.n_refine >= 0, "n_refine", "must be >= 0");
+  r.require(p.refine_rounds >= 1, "refine_rounds", "must be >= 1");
+  r.require(p.refine_iters >= 1, "refine_iters", "must be >= 1");
+  r.require(p.fit_restarts >= 1, "fit_restarts", "must be >= 1");
+  r.require(p.fit_iters >= 1, "fit_iters", "must be >= 1");
+  r.require(p.min_noise > 0 && p.min_noise < 1, "min_noise", "must be in (0, 1)");
+  r.require(p.max_model_points >= 10, "max_model_points", "must be >= 10");
+  r.require(p.max_fit_points >= 10, "max_fit_points", "must be >= 10");
+  r.require(p.pending == "believer" || p.pending == "liar_min" || p.pending == "liar_mean" ||
+                p.pending == "liar_max" || p.pending == "ignore",
+            "pending", "must be one of believer, liar_min, liar_mean, liar_max, ignore");
+  r.require(p.parego_rho >= 0, "parego_rho", "must be >= 0");
+  return p;
+}
+
+namespace {
+
+// Streams of derive_seed(seed, number, stream): one per independent random decision of an ask.
+enum Stream : uint64_t {
+  kStartupFill = 0x67700001,
+  kStartupDedup,
+  kParego,
+  kModelSubset,
+  kFitSubset,
+  kFitStarts,
+  kCandidates,
+  kFallback,
+};
+
+// What this represents: how one search space maps to GP inputs (see GpTuner's contract). Built per ask (cheap).
+class Layout {
+ public:
+  enum class Kind { None, Cont, Disc, Cat };
+  struct Slot {
+    Kind kind = Kind::None;
+    int offset = 0;  // first input column
+    int width = 0;   // number of input columns
+    int64_t card = 0;
+    int parent = -1;  // index of the condition's parent, -1 when unconditional
+  };
+
+  explicit Layout(const SearchSpace& s) : space_(s) {
+    const auto& ps = s.params();
+    for (size_t i = 0; i < ps.size(); ++i) {
+      const auto& p = ps[i];
+      Slot sl;
+      switch (p.kind) {
+        case ParamKind::Fixed: sl.kind = Kind::None; break;
+        case ParamKind::Categorical:
+          sl.card = static_cast<int64_t>(p.choices.size());
+          sl.kind = sl.card > 1 ? Kind::Cat : Kind::None;
+          sl.width = sl.card > 1 ? static_cast<int>(sl.card) : 0;
+          break;
+        case ParamKind::Int:
+          sl.kind = Kind::Disc;
+          sl.width = 1;
+          break;
+        case ParamKind::Float:
+          sl.kind = p.step ? Kind::Disc : Kind::Cont;
+          sl.width = 1;
+          break;
+      }
+      sl.offset = n_inputs_;
+      n_inputs_ += sl.width;
+      if (sl.kind != Kind::None) ++n_free_;
+      if (p.condition) sl.parent = static_cast<int>(*s.index_of(p.condition->parent));
+      slots_.push_back(sl);
+    }
+  }
+
+  int n_inputs() const { return n_inputs_; }
+  int n_free() const { return n_free_; }
+  size_t size() const { return slots_.size(); }
+  const Slot& slot(size_t i) const { return slots_[i]; }
+  const SearchSpace& space() const { return space_; }
+
+  // Inputs of a trial's configuration; throws ConfigError when a value is not in the space.
+  void from_config(const Config& c, double* f) const {
+    const auto& ps = space_.params();
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      const Slot& sl = slots_[i];
+      if (sl.kind == Kind::None) continue;
+      auto it = c.find(ps[i].name);
+      if (it == c.end()) {
+        impute(sl, f);
+        continue;
+      }
+      write(i, space_.encode_one(i, it->second), f);
+    }
+  }
+
+  // Inputs of the configuration that the cube point u decodes to (u has one coordinate per parameter, as in
+  // SearchSpace::decode); `active` (if non-null) receives which parameters are active.
+  void from_cube(const std::vector<double>& u, double* f, std::vector<char>* active = nullptr) const {
+    const auto& ps = space_.params();
+    std::vector<Value> vals(slots_.size());
+    std::vector<char> act(slots_.size(), 0);
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      const Slot& sl = slots_[i];
+      bool on = true;
+      if (sl.parent >= 0) {
+        on = act[sl.parent] != 0;
+        if (on) {
+          on = false;
+          for (const auto& v : ps[i].condition->values) on = on || search::values_equal(v, vals[sl.parent]);
+        }
+      }
+      act[i] = on;
+      if (!on) {
+        if (sl.kind != Kind::None) impute(sl, f);
+        continue;
+      }
+      vals[i] = space_.decode_one(i, u[i]);
+      if (sl.kind == Kind::None) continue;
+      // A continuous coordinate is its own input (exactly, so the refinement's gradient is the model's).
+      double e = sl.kind == Kind::Cont ? std::clamp(u[i], 0.0, 1.0) : space_.encode_one(i, vals[i]);
+      write(i, e, f);
+    }
+    if (active) *active = std::move(act);
+  }
+
+ private:
+  void impute(const Slot& sl, double* f) const {
+    if (sl.kind == Kind::Cat)
+      std::fill(f + sl.offset, f + sl.offset + sl.width, 0.0);
+    else
+      f[sl.offset] = 0.5;
+  }
+  void write(size_t i, double e, double* f) const {
+    const Slot& sl = slots_[i];
+    if (sl.kind == Kind::Cat) {
+      int64_t idx = std::min<int64_t>(sl.card - 1, static_cast<int64_t>(std::floor(e * static_cast<double>(sl.card))));
+      std::fill(f + sl.offset, f + sl.offset + sl.width, 0.0);
+      f[sl.offset + idx] = 1.0;
+    } else {
+      f[sl.offset] = e;
+    }
+  }
+
+  const SearchSpace& space_;
+  std::vector<Slot> slots_;
+  int n_inputs_ = 0;
+  int n_free_ = 0;
+};
+
+// One point of the Sobol' sequence over all P coordinates (coordinates past the tabulated ones come from rng).
+std::vector<double> sobol_cube(uint64_t index, size_t P, const std::vector<uint32_t>& shift, Rng& rng) {
+  size_t d = std::min(P, kSobolMaxDims);
+  std::vector<double> u = sobol_point(index, d, &shift);
+  u.resize(P);
+  for (size_t i = d; i < P; ++i) u[i] = rng.uniform();
+  return u;
+}
+
+// True with probability 1 - p: the coordinate is left alone.
+bool rng_skip(Rng& rng, double p) { return rng.uniform() >= p; }
+
+std::vector<uint32_t> draw_shift(Rng& rng) {
+  std::vector<uint32_t> s(kSobolMaxDims);
+  for (auto& w : s) w = static_cast<uint32_t>(rng.bits() >> 32);
+  return s;
+}
+
+// Indices of `keep` points out of y.size(): the best half by y plus a seeded uniform subsample of the rest,
+// returned in ascending order (so the model sees trials in history order).
+std::vector<int> choose_subset(const std::vector<double>& y, int keep, Rng& rng) {
+  const int n = static_cast<int>(y.size());
+  std::vector<int> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  if (n <= keep) return idx;
+  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return y[a] < y[b]; });
+  int best = keep / 2;
+  std::vector<int> out(idx.begin(), idx.begin() + best);
+  std::vector<int> rest(idx.begin() + best, idx.end());
+  std::sort(rest.begin(), rest.end());
+  // Partial Fisher-Yates over the rest.
+  for (int i = 0; i < keep - best; ++i) {
+    int j = i + static_cast<int>(rng.below(static_cast<int64_t>(rest.size()) - i));
+    std::swap(rest[i], rest[j]);
+    out.push_back(rest[i]);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+struct Scored {
+  double value;
+  std::vector<double> u;
+};
+
+// The acquisition search over cube points u of one space (see GpParams for the policy).
+class AcqSearch {
+ public:
+  AcqSearch(const Layout& lay, const gp::GpModel& model, const gp::Acquisition& acq, const GpParams& p)
+      : lay_(lay), model_(model), acq_(acq), p_(p), f_(lay.n_inputs()) {}
+
+  double eval(const std::vector<double>& u) {
+    lay_.from_cube(u, f_.data());
+    return acq_.at(model_, f_.data());
+  }
+
+  // Batch value of many cube points (rows of U as vectors).
+  std::vector<double> eval_batch(const std::vector<std::vector<double>>& U) {
+    gp::RowMatrix F(static_cast<Eigen::Index>(U.size()), lay_.n_inputs());
+    for (size_t i = 0; i < U.size(); ++i) lay_.from_cube(U[i], F.row(static_cast<Eigen::Index>(i)).data());
+    Eigen::VectorXd mu, var;
+    model_.predict(F, mu, var);
+    std::vector<double> out(U.size());
+    for (size_t i = 0; i < U.size(); ++i) out[i] = acq_.from_moments(mu[i], std::sqrt(var[i]));
+    return out;
+  }
+
+  // Local refinement from u (value a): alternating L-BFGS-B over active continuous coordinates and greedy
+  // neighbour moves over active int/step/categorical coordinates, so every point evaluated is a valid one.
+  Scored refine(std::vector<double> u, double a) {
+    const SearchSpace& space = lay_.space();
+    for (int64_t round = 0; round < p_.refine_rounds; ++round) {
+      bool improved = false;
+      std::vector<char> active;
+      lay_.from_cube(u, f_.data(), &active);
+      std::vector<size_t> cont;
+      for (size_t i = 0; i < lay_.size(); ++i)
+        if (active[i] && lay_.slot(i).kind == Layout::Kind::Cont) cont.push_back(i);
+      if (!cont.empty()) {
+        Eigen::VectorXd z(static_cast<Eigen::Index>(cont.size()));
+        for (size_t c = 0; c < cont.size(); ++c) z[static_cast<Eigen::Index>(c)] = u[cont[c]];
+        std::vector<double> w = u, g(lay_.n_inputs());
+        auto f = [&](const Eigen::VectorXd& zz, Eigen::VectorXd& grad) {
+          for (size_t c = 0; c < cont.size(); ++c) w[cont[c]] = zz[static_cast<Eigen::Index>(c)];
+          lay_.from_cube(w, f_.data());
+          double v = acq_.at(model_, f_.data(), g.data());
+          for (size_t c = 0; c < cont.size(); ++c)
+            grad[static_cast<Eigen::Index>(c)] = -g[lay_.slot(cont[c]).offset];
+          return -v;
+        };
+        gp::LbfgsOptions opt;
+        opt.max_iters = static_cast<int>(p_.refine_iters);
+        opt.grad_tol = 1e-6;
+        opt.rel_f_tol = 1e-10;
+        Eigen::VectorXd lo = Eigen::VectorXd::Zero(z.size()), hi = Eigen::VectorXd::Ones(z.size());
+        double v = -gp::minimize_box(f, z, lo, hi, opt);
+        if (v > a) {
+          for (size_t c = 0; c < cont.size(); ++c) u[cont[c]] = z[static_cast<Eigen::Index>(c)];
+          if (v > a + 1e-12 * std::max(1.0, std::fabs(a))) improved = true;
+          a = v;
+        }
+      }
+      for (size_t i = 0; i < lay_.size(); ++i) {
+        lay_.from_cube(u, f_.data(), &active);
+        if (!active[i]) continue;
+        const auto& sl = lay_.slot(i);
+        std::vector<double> moves;
+        if (sl.kind == Layout::Kind::Cat) {
+          for (int64_t c = 0; c < sl.card; ++c) moves.push_back((static_cast<double>(c) + 0.5) / sl.card);
+        } else if (sl.kind == Layout::Kind::Disc) {
+          const auto& ps = space.params()[i];
+          double v0 = search::as_double(space.decode_one(i, u[i]));
+          double step = ps.step && !ps.log ? *ps.step : 1.0;
+          for (double m = 1; m <= 64; m *= 2)
+            for (double sgn : {-1.0, 1.0}) {
+              double v = v0 + sgn * m * step;
+              if (v < ps.low - 1e-9 * step || v > ps.high + 1e-9 * step) continue;
+              Value val = ps.kind == ParamKind::Int ? Value{static_cast<int64_t>(std::llround(v))} : Value{v};
+              moves.push_back(space.encode_one(i, val));
+            }
+        } else {
+          continue;
+        }
+        double best_v = a, best_m = u[i];
+        double keep = u[i];
+        for (double m : moves) {
+          u[i] = m;
+          double v = eval(u);
+          if (v > best_v + 1e-12 * std::max(1.0, std::fabs(best_v))) {
+            best_v = v;
+            best_m = m;
+          }
+        }
+        u[i] = best_v > a ? best_m : keep;
+        if (best_v > a) {
+          a = best_v;
+          improved = true;
+        }
+      }
+      if (!improved) break;
+    }
+    return {a, std::move(u)};
+  }
+
+ private:
+  const Layout& lay_;
+  const gp::GpModel& model_;
+  const gp::Acquisition& acq_;
+  const GpParams& p_;
+  std::vector<double> f_;
+};
+
+}  // namespace
+
+GpTuner::GpTuner(GpParams params, uint64_t seed) : params_(std::move(params)), seed_(seed) {}
+
+Proposal GpTuner::ask(const History& h, int64_t number) {
+  if (!h.space) throw ConfigError("tuner 'gp': the history has no search space");
+  const SearchSpace& space = *h.space;
+  const Layout lay(space);
+  const size_t P = space.size();
+  const size_t M = std::max<size_t>(1, h.objectives.size());
+
+  // COMPLETE trials with every value finite are the data; running/waiting ones are pending.
+  std::vector<const Trial*> done, pending;
+  std::unordered_set<std::string> seen;
+  for (const Trial* t : h.trials) {
+    if (t->number == number) continue;
+    if (t->state == TrialState::Complete) {
+      bool ok = t->values.size() >= M;
+      for (size_t m = 0; ok && m < M; ++m) ok = std::isfinite(t->values[m]);
+      if (!ok) continue;
+      done.push_back(t);
+      seen.insert(space.key(t->config));
+    } else if (t->state == TrialState::Running || t->state == TrialState::Waiting) {
+      pending.push_back(t);
+      seen.insert(space.key(t->config));
+    }
+  }
+
+  int64_t n_startup = params_.n_startup_trials >= 0 ? params_.n_startup_trials
+                                                      : std::max<int64_t>(5, lay.n_free() + 1);
+  if (static_cast<int64_t>(done.size()) < std::max<int64_t>(1, n_startup) || lay.n_inputs() == 0) {
+    Rng shift_rng(derive_seed(seed_, -1, 0x6770736f626f6cULL));  // one shift for the whole study
+    auto shift = draw_shift(shift_rng);
+    Rng fill(derive_seed(seed_, number, kStartupFill));
+    Config c = space.decode(sobol_cube(static_cast<uint64_t>(std::max<int64_t>(0, number)), P, shift, fill));
+    if (space.is_finite() && seen.count(space.key(c))) {
+      Rng rng(derive_seed(seed_, number, kStartupDedup));
+      if (auto alt = random_unseen(space, seen, rng)) c = *alt;
+    }
+    return Proposal{std::move(c), {}, std::nullopt};
+  }
+
+  // Objective to minimize, one per COMPLETE trial.
+  const int n_all = static_cast<int>(done.size());
+  std::vector<double> y(n_all);
+  if (M == 1) {
+    double s = h.objectives.empty() ? 1.0 : search::minimize_sign(h.objectives[0].direction);
+    for (int i = 0; i < n_all; ++i) y[i] = s * done[i]->values[0];
+  } else {
+    // ParEGO: normalize each objective to [0, 1] over the data, then augmented Chebyshev with fresh weights.
+    Rng rng(derive_seed(seed_, number, kParego));
+    std::vector<double> lam(M);
+    double tot = 0.0;
+    for (auto& l : lam) tot += (l = -std::log(1.0 - rng.uniform()));
+    for (auto& l : lam) l /= tot;
+    std::vector<double> lo(M, std::numeric_limits<double>::infinity()), hi(M, -lo[0]);
+    for (const Trial* t : done)
+      for (size_t m = 0; m < M; ++m) {
+        double v = search::minimize_sign(h.objectives[m].direction) * t->values[m];
+        lo[m] = std::min(lo[m], v);
+        hi[m] = std::max(hi[m], v);
+      }
+    for (int i = 0; i < n_all; ++i) {
+      double mx = -std::numeric_limits<double>::infinity(), sum = 0.0;
+      for (size_t m = 0; m < M; ++m) {
+        double v = search::minimize_sign(h.objectives[m].direction) * done[i]->values[m];
+        double nv = hi[m] > lo[m] ? (v - lo[m]) / (hi[m] - lo[m]) : 0.0;
+        mx = std::max(mx, lam[m] * nv);
+        sum += lam[m] * nv;
+      }
+      y[i] = mx + params_.parego_rho * sum;
+    }
+  }
+
+  // Bounded cost: model and fit subsets.
+  Rng model_rng(derive_seed(seed_, number, kModelSubset));
+  std::vector<int> sel = choose_subset(y, static_cast<int>(params_.max_model_points), model_rng);
+  const int n = static_cast<int>(sel.size());
+  const int D = lay.n_inputs();
+  gp::RowMatrix X(n, D);
+  Eigen::VectorXd ys(n);
+  for (int r = 0; r < n; ++r) {
+    lay.from_config(done[sel[r]]->config, X.row(r).data());
+    ys[r] = y[sel[r]];
+  }
+  double mu = ys.mean();
+  double sd = n > 1 ? std::sqrt((ys.array() - mu).square().sum() / (n - 1)) : 0.0;
+  if (!(sd > 0.0) || !std::isfinite(sd)) sd = 1.0;
+  ys = (ys.array() - mu) / sd;
+
+  std::vector<double> ysv(ys.data(), ys.data() + n);
+  Rng fit_rng(derive_seed(seed_, number, kFitSubset));
+  std::vector<int> fsel = choose_subset(ysv, static_cast<int>(params_.max_fit_points), fit_rng);
+  gp::RowMatrix Xf(static_cast<Eigen::Index>(fsel.size()), D);
+  Eigen::VectorXd yf(static_cast<Eigen::Index>(fsel.size()));
+  for (size_t r = 0; r < fsel.size(); ++r) {
+    Xf.row(static_cast<Eigen::Index>(r)) = X.row(fsel[r]);
+    yf[static_cast<Eigen::Index>(r)] = ys[fsel[r]];
+  }
+  gp::FitOptions fo;
+  fo.restarts = static_cast<int>(params_.fit_restarts);
+  fo.max_iters = static_cast<int>(params_.fit_iters);
+  fo.prior.enabled = params_.priors;
+  fo.prior.min_noise = params_.min_noise;
+  gp::Hyper hyper = gp::fit_hyper(Xf, yf, fo, derive_seed(seed_, number, kFitStarts));
+  gp::GpModel model(X, ys, hyper);
+
+  gp::Acquisition acq;
+  acq.kind = gp::acq_kind_from_string(params_.acquisition);
+  acq.best = ys.minCoeff();
+  acq.xi = params_.xi;
+  acq.kappa = params_.ucb_kappa;
+
+  if (params_.pending != "ignore") {
+    double lie = params_.pending == "liar_min" ? ys.minCoeff() : params_.pending == "liar_max" ? ys.maxCoeff() : 0.0;
+    std::vector<double> f(D);
+    for (const Trial* t : pending) {
+      try {
+        lay.from_config(t->config, f.data());
+      } catch (const Error&) {
+        continue;  // a waiting trial with an incomplete or foreign configuration says nothing here
+      }
+      double v = params_.pending == "believer" ? model.predict_one(f.data(), nullptr, nullptr, nullptr) : lie;
+      model.add(f.data(), v);
+    }
+  }
+
+  // Candidates: scrambled Sobol' points, plus perturbations of the best trials (where the optimum usually is).
+  Rng crng(derive_seed(seed_, number, kCandidates));
+  auto shift = draw_shift(crng);
+  std::vector<std::vector<double>> U;
+  U.reserve(static_cast<size_t>(params_.n_candidates + params_.n_local_candidates));
+  for (int64_t i = 0; i < params_.n_candidates; ++i) U.push_back(sobol_cube(static_cast<uint64_t>(i), P, shift, crng));
+  {
+    std::vector<int> order(n_all);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return y[a] < y[b]; });
+    int n_top = std::min(n_all, 5);
+    double p_move = std::min(1.0, std::max(0.2, 3.0 / std::max<double>(1.0, lay.n_free())));
+    for (int64_t i = 0; i < params_.n_local_candidates && n_top > 0; ++i) {
+      std::vector<double> u = space.encode(done[order[i % n_top]]->config);
+      double scale = (i / n_top) % 2 == 0 ? 0.1 : 0.01;
+      bool moved = false;
+      for (size_t k = 0; k < P; ++k) {
+        if (lay.slot(k).kind == Layout::Kind::None || rng_skip(crng, p_move)) continue;
+        moved = true;
+        if (lay.slot(k).kind == Layout::Kind::Cat)
+          u[k] = crng.uniform();
+        else
+          u[k] = std::clamp(u[k] + scale * crng.normal(), 0.0, 1.0);
+      }
+      if (!moved) {
+        size_t k = static_cast<size_t>(crng.below(static_cast<int64_t>(P)));
+        u[k] = lay.slot(k).kind == Layout::Kind::Cat ? crng.uniform() : std::clamp(u[k] + scale * crng.normal(), 0.0, 1.0);
+      }
+      U.push_back(std::move(u));
+    }
+  }
+
+  AcqSearch search(lay, model, acq, params_);
+  std::vector<double> vals = search.eval_batch(U);
+  std::vector<size_t> order(U.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return vals[a] > vals[b]; });
+
+  std::vector<Scored> results;
+  std::unordered_set<std::string> refined_keys;
+  for (size_t r = 0; r < order.size() && static_cast<int64_t>(refined_keys.size()) < params_.n_refine; ++r) {
+    const auto& u = U[order[r]];
+    std::string key = space.key(space.decode(u));
+    if (!refined_keys.insert(key).second) continue;
+    results.push_back(search.refine(u, vals[order[r]]));
+  }
+  for (size_t r : order) results.push_back({vals[r], U[r]});
+  std::stable_sort(results.begin(), results.end(), [](const Scored& a, const Scored& b) { return a.value > b.value; });
+  for (const auto& s : results) {
+    Config c = space.decode(s.u);
+    if (!seen.count(space.key(c))) return Proposal{std::move(c), {}, std::nullopt};
+  }
+  Rng rng(derive_seed(seed_, number, kFallback));
+  auto alt = random_unseen(space, seen, rng);
+  if (!alt) throw SpaceExhausted("tuner 'gp': every configuration of the finite space has been proposed");
+  return Proposal{std::move(*alt), {}, std::nullopt};
+}
+
+std::unique_ptr<Tuner> make_gp_tuner(const nlohmann::json& params, uint64_t seed) {
+  return std::make_unique<GpTuner>(GpParams::from_json(params), seed);
+}
+
+}  // namespace kestrel::tuners

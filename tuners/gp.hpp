@@ -1,0 +1,81 @@
+// GpTuner: Gaussian-process Bayesian optimization (Matérn-5/2 ARD, standardized outputs, MAP hyperparameters,
+// log-EI / UCB / PI maximized by Sobol candidates + bounded gradient refinement) behind the Tuner interface.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tuners/tuner.hpp"
+
+namespace kestrel::tuners {
+
+// Options of the GP tuner, each overridable from the sweep file (tuner params); an unknown key is a ConfigError.
+struct GpParams {
+  // Start-up: the first trials are Sobol points (trial number = index in the scrambled sequence) until this many
+  // trials are COMPLETE. -1 means max(5, P + 1), P = number of non-constant parameters: one more point than
+  // dimensions lets the first fit see every direction, and 5 keeps tiny spaces from fitting on 2-3 points.
+  int64_t n_startup_trials = -1;
+  // Acquisition: "log_ei" (default), "ucb" (mu - ucb_kappa sigma, minimized), "pi" (log probability of improvement).
+  std::string acquisition = "log_ei";
+  double ucb_kappa = 2.0;
+  double xi = 0.0;  // improvement margin for log_ei and pi, in standardized output units
+  // Acquisition search: Sobol candidates + candidates perturbed around the best trials, then the best n_refine
+  // distinct ones refined (L-BFGS-B on continuous dims, neighbour moves on int/step/categorical dims).
+  int64_t n_candidates = 1024;
+  int64_t n_local_candidates = 256;
+  int64_t n_refine = 4;
+  int64_t refine_rounds = 2;
+  int64_t refine_iters = 25;
+  // Hyperparameter fit: MAP by multi-start L-BFGS-B (see HyperPrior in gp_model.hpp for the priors and box).
+  int64_t fit_restarts = 3;
+  int64_t fit_iters = 60;
+  double min_noise = 1e-6;  // lower bound of the noise variance (standardized units)
+  bool priors = true;
+  // Bounded cost. Past max_model_points COMPLETE trials the model keeps the best half (by the objective) plus a
+  // seeded uniform subsample of the rest; the hyperparameters are fitted on at most max_fit_points of those chosen
+  // the same way. The rest of the ask is O(n^2) per acquisition evaluation, so ask time stops growing there.
+  int64_t max_model_points = 300;
+  int64_t max_fit_points = 80;
+  // Running (and waiting) trials: "believer" (Kriging believer: fantasize the posterior mean), "liar_min",
+  // "liar_mean", "liar_max" (constant liar with the best / mean / worst standardized value), or "ignore".
+  std::string pending = "believer";
+  // Multi-objective studies: ParEGO augmented Chebyshev scalarization with weight rho (weights drawn per trial).
+  double parego_rho = 0.05;
+
+  static GpParams from_json(const nlohmann::json& j);  // throws ConfigError
+};
+
+// What this represents: GP-based Bayesian optimization over any SearchSpace.
+// - Encoding: float/log-float/int/step parameters are one input each (the space's unit-cube coordinate, int and
+//   step values at their cell centres, so ints are "rounded" identically for data and candidates); categorical
+//   parameters are one-hot. Inactive conditional parameters are imputed with a constant (0.5, or an all-zero
+//   one-hot) for every trial and every candidate, so they never vary where they do not matter.
+// - Data: COMPLETE trials with finite values only; PRUNED and FAILED trials are ignored by the model (their
+//   partial or missing values say nothing reliable about the final objective). Maximized objectives are
+//   sign-flipped (minimize_sign). With several objectives each ask scalarizes them with random Chebyshev weights
+//   drawn for that trial number (ParEGO, Knowles 2006), after normalizing every objective to [0, 1].
+// - Running trials enter the model as fantasies (see GpParams::pending), via a rank-one Cholesky extension, so
+//   parallel workers do not propose the same point. A proposal never repeats a COMPLETE or running configuration
+//   when an unseen one is available.
+// - Determinism: all randomness comes from derive_seed(seed, number, stream); nothing is cached between asks, so
+//   a fresh instance given the same history proposes exactly what a long-lived one does.
+// Thread safety: not thread-safe (Tuner contract).
+class GpTuner : public Tuner {
+ public:
+  GpTuner(GpParams params, uint64_t seed);
+  Proposal ask(const History& h, int64_t number) override;
+  std::string name() const override { return "gp"; }
+  const GpParams& params() const { return params_; }
+
+ private:
+  GpParams params_;
+  uint64_t seed_;
+};
+
+std::unique_ptr<Tuner> make_gp_tuner(const nlohmann::json& params, uint64_t seed);
+
+}  // namespace kestrel::tuners

@@ -294,7 +294,10 @@ void CpuBackend::maxpool_forward(float* out, const float* in, const PoolDims& d)
         const int x0 = std::max(0, ox * d.stride - d.pad), x1 = std::min(d.w, ox * d.stride - d.pad + d.k);
         float m = -std::numeric_limits<float>::infinity();
         for (int iy = y0; iy < y1; ++iy)
-          for (int ix = x0; ix < x1; ++ix) m = std::max(m, x[iy * d.w + ix]);
+          for (int ix = x0; ix < x1; ++ix) {
+            const float v = x[iy * d.w + ix];
+            if (v > m || v != v) m = v;  // NaN propagates, as in PyTorch
+          }
         y[oy * wo + ox] = m;
       }
     }
@@ -533,7 +536,8 @@ void CpuBackend::activation_forward(float* out, const float* in, size_t n, Activ
   switch (a) {
     case Activation::kReLU:
 #pragma omp parallel for simd schedule(static) num_threads(threads_) if (n > kParallelMin)
-      for (size_t i = 0; i < n; ++i) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+      // Written so NaN passes through (as in PyTorch): a NaN must reach the loss and be reported.
+      for (size_t i = 0; i < n; ++i) out[i] = in[i] < 0.0f ? 0.0f : in[i];
       break;
     case Activation::kLeakyReLU:
 #pragma omp parallel for simd schedule(static) num_threads(threads_) if (n > kParallelMin)

@@ -533,7 +533,42 @@ std::unique_ptr<Connection> SqliteStore::open_connection() {
                      "and its folder); nothing was changed");
   // Per-connection settings (journal_mode is a property of the file, set once when the schema is created).
   c->exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;", "configuring");
+  // Replaces SQLite's auto-checkpoint (which runs inside the committing call) with a signal to checkpoint_loop.
+  if (!memory_) sqlite3_wal_hook(c->db(), &SqliteStore::on_wal_commit, this);
   return c;
+}
+
+int SqliteStore::on_wal_commit(void* self, sqlite3* db, const char* name, int pages) {
+  auto* store = static_cast<SqliteStore*>(self);
+  int limit = std::max(1, store->options_.checkpoint_pages);
+  if (pages >= 20 * limit) {
+    // The background thread is not keeping up (or is starved): bound the WAL here, as SQLite itself would.
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  } else if (pages >= limit) {
+    std::lock_guard lock(store->ckpt_mutex_);
+    store->ckpt_wanted_ = true;
+    store->ckpt_cv_.notify_one();
+  }
+  return SQLITE_OK;
+}
+
+void SqliteStore::checkpoint_loop() {
+  std::unique_ptr<Connection> c;
+  std::unique_lock lock(ckpt_mutex_);
+  for (;;) {
+    ckpt_cv_.wait(lock, [&] { return ckpt_wanted_ || ckpt_stop_; });
+    if (ckpt_stop_) return;
+    ckpt_wanted_ = false;
+    lock.unlock();
+    try {
+      if (!c) c = std::make_unique<Connection>(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, 1.0);
+      // PASSIVE never blocks readers or writers; a busy or failed attempt is simply repeated after the next commits.
+      sqlite3_wal_checkpoint_v2(c->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } catch (const std::exception&) {
+      c.reset();
+    }
+    lock.lock();
+  }
 }
 
 SqliteStore::Lease SqliteStore::acquire() {
@@ -638,12 +673,22 @@ SqliteStore::SqliteStore(const std::string& path, SqliteStoreOptions options)
   if (memory_) options_.max_connections = 1;
   if (path_.empty()) throw StoreError("SQLite store: empty database path");
   open_and_check_schema();
+  if (!memory_) checkpointer_ = std::make_unique<std::thread>([this] { checkpoint_loop(); });
 }
 
 SqliteStore::~SqliteStore() {
   if (getpid() != pid_) {
-    // In a fork() child: never close the parent's handles (see Connection::abandon).
+    // In a fork() child: never close the parent's handles (see Connection::abandon); the checkpoint thread exists
+    // only in the parent.
     for (auto& c : idle_) c->abandon();
+    (void)checkpointer_.release();
+  } else if (checkpointer_) {
+    {
+      std::lock_guard lock(ckpt_mutex_);
+      ckpt_stop_ = true;
+    }
+    ckpt_cv_.notify_one();
+    checkpointer_->join();
   }
   idle_.clear();
 }

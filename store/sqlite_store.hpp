@@ -8,9 +8,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "store/store.hpp"
+
+struct sqlite3;  // SQLite's connection handle (sqlite3.h stays out of this header)
 
 namespace kestrel::store {
 
@@ -28,6 +31,9 @@ struct SqliteStoreOptions {
   // Connections kept per store (reads run in parallel on them; writes of one process queue on a mutex first, so
   // they never fight for the SQLite lock among themselves). An in-memory database always uses exactly one.
   int max_connections = 4;
+  // WAL size (pages of 4 KiB) past which a background thread checkpoints it into the database file; SQLite's own
+  // default checkpoints inside the committing call, which puts an fsync on the caller's path every ~1000 pages.
+  int checkpoint_pages = 1000;
   // The store clock (unix seconds); empty = the system clock. Tests inject a manual clock to make heartbeats and
   // fail_stale deterministic.
   std::function<double()> clock;
@@ -117,6 +123,15 @@ class SqliteStore final : public Store {
   std::vector<std::unique_ptr<detail::Connection>> idle_;
   int open_count_ = 0;
   std::mutex write_mutex_;
+
+  // Background WAL checkpoints (file stores only): commits signal through SQLite's wal_hook, one thread checkpoints.
+  static int on_wal_commit(void* self, ::sqlite3* db, const char* name, int pages);
+  void checkpoint_loop();
+  std::mutex ckpt_mutex_;
+  std::condition_variable ckpt_cv_;
+  bool ckpt_wanted_ = false;
+  bool ckpt_stop_ = false;
+  std::unique_ptr<std::thread> checkpointer_;  // a pointer, so that a fork() child can drop it without joining
 };
 
 }  // namespace kestrel::store

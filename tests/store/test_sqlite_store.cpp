@@ -272,7 +272,13 @@ TEST_F(SqliteStoreTest, WriteWaitsForAnotherProgramsLockAndThenSucceeds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     other.exec("COMMIT");
   });
-  Trial t = s.create_trial(st.id, {}, TrialState::Running, "w");  // blocks until the other program commits
+  Trial t;
+  try {
+    t = s.create_trial(st.id, {}, TrialState::Running, "w");  // blocks until the other program commits
+  } catch (...) {
+    release.join();
+    throw;
+  }
   release.join();
   EXPECT_EQ(t.number, 0);
   EXPECT_EQ(s.find_study("s")->attrs.at("other"), "yes");
@@ -319,6 +325,44 @@ TEST_F(SqliteStoreTest, StoreInheritedThroughForkIsRefusedInTheChild) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_TRUE(s.trials(st.id).empty());
   EXPECT_EQ(s.create_trial(st.id, {}, TrialState::Running, "parent").number, 0);
+  EXPECT_EQ(s.integrity_check(), "ok");
+}
+
+TEST_F(SqliteStoreTest, FourProcessesCreatingTheSameNewFileAtOnceAllSucceed) {
+  // Workers started together on a database that does not exist yet: one creates the schema, the others wait for it.
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  std::vector<pid_t> pids;
+  for (int p = 0; p < 4; ++p) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(go[1]);
+      char c;
+      if (read(go[0], &c, 1) != 0) _exit(6);  // wait until the parent closes the pipe: all start together
+      try {
+        SqliteStore s(db_);
+        auto st = s.create_study("study-" + std::to_string(p), kOneMin, "{}");
+        for (int i = 0; i < 10; ++i) s.create_trial(st.id, {}, TrialState::Running, "p");
+        _exit(0);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "child %d: %s\n", p, e.what());
+        _exit(3);
+      }
+    }
+    pids.push_back(pid);
+  }
+  close(go[0]);
+  close(go[1]);
+  for (pid_t pid : pids) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  }
+  SqliteStore s(db_);
+  auto studies = s.list_studies();
+  ASSERT_EQ(studies.size(), 4u);
+  for (const auto& st : studies) EXPECT_EQ(s.trials(st.id).size(), 10u) << st.name;
+  EXPECT_EQ(s.schema_version(), kSqliteSchemaVersion);
   EXPECT_EQ(s.integrity_check(), "ok");
 }
 

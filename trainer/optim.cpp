@@ -2,6 +2,8 @@
 // plain float loops, in the same operation order as PyTorch so results agree to rounding.
 #include "trainer/optim.hpp"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -11,8 +13,34 @@ namespace kestrel::trainer {
 
 namespace {
 
+// Parameters are updated in fixed blocks of kBlock elements; threads share out whole blocks. Each
+// element therefore takes the same code path (vector body or scalar tail of its block) whatever
+// the thread count, which keeps results bit-identical across thread counts. A block of every
+// buffer (up to 5 x 8 KiB) stays in L1 between the passes of one update.
+constexpr int64_t kBlock = 2048;
 // Below this many elements a parameter is updated on one thread: the fork/join would cost more.
-constexpr int64_t kParallelMin = 1 << 15;
+constexpr int64_t kParallelMin = 1 << 16;
+
+template <class F>
+void for_blocks(int64_t n, F&& f) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t begin = b * kBlock;
+    f(begin, std::min(kBlock, n - begin));
+  }
+}
+
+// out[i] = sqrt(in[i]) (in place allowed). std::sqrt must keep errno semantics under the
+// project's flags (no -fno-math-errno), which stops GCC from vectorizing any loop that calls it;
+// the instruction itself is the correctly rounded IEEE square root either way.
+void sqrt_block(const float* in, float* out, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX__)
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_sqrt_ps(_mm256_loadu_ps(in + i)));
+#endif
+  for (; i < n; ++i) out[i] = _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(in[i])));
+}
 
 constexpr float kTwo24 = 16777216.0f;
 
@@ -43,28 +71,40 @@ class Sgd final : public Optimizer {
     const float mom = spec_.momentum;
     const float damp = 1.0f - spec_.dampening;
     const bool nesterov = spec_.nesterov;
-    float* __restrict w = p.value;
-    const float* __restrict g = p.grad;
-    const int64_t n = p.size;
+    float* const W = p.value;
+    const float* const G = p.grad;
     if (mom == 0.0f) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) {
-        const float d = g[i] + wd * w[i];
-        w[i] = w[i] + (-lr) * d;
-      }
+      for_blocks(p.size, [=](int64_t b, int64_t n) {
+        float* __restrict w = W + b;
+        const float* __restrict g = G + b;
+        for (int64_t i = 0; i < n; ++i) w[i] = w[i] + (-lr) * (g[i] + wd * w[i]);
+      });
       return;
     }
-    float* __restrict buf = slot.buffers[0].data();
+    float* const B = slot.buffers[0].data();
     // PyTorch starts the buffer as a copy of the first gradient (no dampening on step 1).
-    const bool first = slot.count == 1;
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      float d = g[i] + wd * w[i];
-      const float b = first ? d : buf[i] * mom + damp * d;
-      buf[i] = b;
-      d = nesterov ? d + mom * b : b;
-      w[i] = w[i] + (-lr) * d;
-    }
+    const float keep = slot.count == 1 ? 0.0f : mom;
+    const float take = slot.count == 1 ? 1.0f : damp;
+    for_blocks(p.size, [=](int64_t b, int64_t n) {
+      float* __restrict w = W + b;
+      const float* __restrict g = G + b;
+      float* __restrict buf = B + b;
+      if (nesterov) {
+        for (int64_t i = 0; i < n; ++i) {
+          const float d = g[i] + wd * w[i];
+          const float bi = buf[i] * keep + take * d;
+          buf[i] = bi;
+          w[i] = w[i] + (-lr) * (d + mom * bi);
+        }
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          const float d = g[i] + wd * w[i];
+          const float bi = buf[i] * keep + take * d;
+          buf[i] = bi;
+          w[i] = w[i] + (-lr) * bi;
+        }
+      }
+    });
   }
 };
 
@@ -83,18 +123,24 @@ class Adagrad final : public Optimizer {
     const float clr = static_cast<float>(
         static_cast<double>(lr) / (1.0 + static_cast<double>(slot.count - 1) * spec_.lr_decay));
     const float eps = spec_.eps;
-    float* __restrict w = p.value;
-    const float* __restrict g = p.grad;
-    float* __restrict sum = slot.buffers[0].data();
-    const int64_t n = p.size;
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      const float d = g[i] + wd * w[i];
-      const float s = sum[i] + d * d;
-      sum[i] = s;
-      const float sd = std::sqrt(s) + eps;
-      w[i] = w[i] + (-clr) * d / sd;
-    }
+    float* const W = p.value;
+    const float* const G = p.grad;
+    float* const S = slot.buffers[0].data();
+    for_blocks(p.size, [=](int64_t b, int64_t n) {
+      float* __restrict w = W + b;
+      const float* __restrict g = G + b;
+      float* __restrict sum = S + b;
+      alignas(32) float root[kBlock];
+      for (int64_t i = 0; i < n; ++i) {
+        const float d = g[i] + wd * w[i];
+        sum[i] = sum[i] + d * d;
+      }
+      sqrt_block(sum, root, n);
+      for (int64_t i = 0; i < n; ++i) {
+        const float d = g[i] + wd * w[i];
+        w[i] = w[i] + (-clr) * d / (root[i] + eps);
+      }
+    });
   }
 };
 
@@ -108,21 +154,33 @@ class Adadelta final : public Optimizer {
   void update(const ParamRef& p, Slot& slot, float lr) override {
     const float wd = p.decay ? spec_.weight_decay : 0.0f;
     const float rho = spec_.rho, one_m_rho = 1.0f - spec_.rho, eps = spec_.eps;
-    float* __restrict w = p.value;
-    const float* __restrict g = p.grad;
-    float* __restrict sq = slot.buffers[0].data();
-    float* __restrict acc = slot.buffers[1].data();
-    const int64_t n = p.size;
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      const float d = g[i] + wd * w[i];
-      const float s = sq[i] * rho + one_m_rho * (d * d);
-      sq[i] = s;
-      const float sd = std::sqrt(s + eps);
-      const float delta = std::sqrt(acc[i] + eps) / sd * d;
-      acc[i] = acc[i] * rho + one_m_rho * (delta * delta);
-      w[i] = w[i] + (-lr) * delta;
-    }
+    float* const W = p.value;
+    const float* const G = p.grad;
+    float* const SQ = slot.buffers[0].data();
+    float* const ACC = slot.buffers[1].data();
+    for_blocks(p.size, [=](int64_t b, int64_t n) {
+      float* __restrict w = W + b;
+      const float* __restrict g = G + b;
+      float* __restrict sq = SQ + b;
+      float* __restrict acc = ACC + b;
+      alignas(32) float num[kBlock];
+      alignas(32) float den[kBlock];
+      for (int64_t i = 0; i < n; ++i) {
+        const float d = g[i] + wd * w[i];
+        const float s = sq[i] * rho + one_m_rho * (d * d);
+        sq[i] = s;
+        den[i] = s + eps;
+        num[i] = acc[i] + eps;
+      }
+      sqrt_block(den, den, n);
+      sqrt_block(num, num, n);
+      for (int64_t i = 0; i < n; ++i) {
+        const float d = g[i] + wd * w[i];
+        const float delta = num[i] / den[i] * d;
+        acc[i] = acc[i] * rho + one_m_rho * (delta * delta);
+        w[i] = w[i] + (-lr) * delta;
+      }
+    });
   }
 };
 
@@ -143,33 +201,50 @@ class Rmsprop final : public Optimizer {
     const float a = spec_.alpha, one_m_a = 1.0f - spec_.alpha, eps = spec_.eps;
     const float mom = spec_.momentum;
     const bool use_mom = mom > 0.0f, centered = spec_.centered;
-    float* __restrict w = p.value;
-    const float* __restrict g = p.grad;
-    float* __restrict sq = slot.buffers[0].data();
-    float* __restrict buf = use_mom ? slot.buffers[1].data() : nullptr;
-    float* __restrict gavg = centered ? slot.buffers[use_mom ? 2 : 1].data() : nullptr;
-    const int64_t n = p.size;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      const float d = g[i] + wd * w[i];
-      const float s = sq[i] * a + one_m_a * (d * d);
-      sq[i] = s;
-      float avg;
+    float* const W = p.value;
+    const float* const G = p.grad;
+    float* const SQ = slot.buffers[0].data();
+    float* const BUF = use_mom ? slot.buffers[1].data() : nullptr;
+    float* const GA = centered ? slot.buffers[use_mom ? 2 : 1].data() : nullptr;
+    for_blocks(p.size, [=](int64_t b, int64_t n) {
+      float* __restrict w = W + b;
+      const float* __restrict g = G + b;
+      float* __restrict sq = SQ + b;
+      alignas(32) float avg[kBlock];
       if (centered) {
-        const float ga = gavg[i] * a + one_m_a * d;
-        gavg[i] = ga;
-        avg = std::sqrt(s + (-1.0f) * (ga * ga)) + eps;
+        float* __restrict ga = GA + b;
+        for (int64_t i = 0; i < n; ++i) {
+          const float d = g[i] + wd * w[i];
+          const float s = sq[i] * a + one_m_a * (d * d);
+          sq[i] = s;
+          const float gi = ga[i] * a + one_m_a * d;
+          ga[i] = gi;
+          avg[i] = s + (-1.0f) * (gi * gi);
+        }
       } else {
-        avg = std::sqrt(s) + eps;
+        for (int64_t i = 0; i < n; ++i) {
+          const float d = g[i] + wd * w[i];
+          const float s = sq[i] * a + one_m_a * (d * d);
+          sq[i] = s;
+          avg[i] = s;
+        }
       }
+      sqrt_block(avg, avg, n);
       if (use_mom) {
-        const float b = buf[i] * mom + d / avg;
-        buf[i] = b;
-        w[i] = w[i] + (-lr) * b;
+        float* __restrict buf = BUF + b;
+        for (int64_t i = 0; i < n; ++i) {
+          const float d = g[i] + wd * w[i];
+          const float bi = buf[i] * mom + d / (avg[i] + eps);
+          buf[i] = bi;
+          w[i] = w[i] + (-lr) * bi;
+        }
       } else {
-        w[i] = w[i] + (-lr) * d / avg;
+        for (int64_t i = 0; i < n; ++i) {
+          const float d = g[i] + wd * w[i];
+          w[i] = w[i] + (-lr) * d / (avg[i] + eps);
+        }
       }
-    }
+    });
   }
 };
 
@@ -197,40 +272,44 @@ class Adam final : public Optimizer {
     const double bc2 = 1.0 - std::pow(static_cast<double>(b2), t);
     const float step_size = static_cast<float>(static_cast<double>(lr) / bc1);
     const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-    float* __restrict w = p.value;
-    const float* __restrict g = p.grad;
-    float* __restrict m = slot.buffers[0].data();
-    float* __restrict v = slot.buffers[1].data();
-    float* __restrict vmax = spec_.amsgrad ? slot.buffers[2].data() : nullptr;
-    const int64_t n = p.size;
-    const bool apply_shrink = decoupled_ && wd_raw != 0.0f;
-    if (!spec_.amsgrad) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) {
-        const float wi = apply_shrink ? w[i] * shrink : w[i];
-        const float d = g[i] + wd * wi;
-        const float mi = m[i] * b1 + one_m_b1 * d;
-        const float vi = v[i] * b2 + one_m_b2 * (d * d);
-        m[i] = mi;
-        v[i] = vi;
-        const float denom = std::sqrt(vi) / bc2_sqrt + eps;
-        w[i] = wi + (-step_size) * mi / denom;
+    const bool amsgrad = spec_.amsgrad;
+    float* const W = p.value;
+    const float* const G = p.grad;
+    float* const M = slot.buffers[0].data();
+    float* const V = slot.buffers[1].data();
+    float* const VMAX = amsgrad ? slot.buffers[2].data() : nullptr;
+    const bool shrink_first = decoupled_ && wd_raw != 0.0f;
+    for_blocks(p.size, [=](int64_t b, int64_t n) {
+      float* __restrict w = W + b;
+      const float* __restrict g = G + b;
+      float* __restrict m = M + b;
+      float* __restrict v = V + b;
+      alignas(32) float root[kBlock];
+      if (shrink_first) {
+        for (int64_t i = 0; i < n; ++i) w[i] = w[i] * shrink;
       }
-    } else {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) {
-        const float wi = apply_shrink ? w[i] * shrink : w[i];
-        const float d = g[i] + wd * wi;
-        const float mi = m[i] * b1 + one_m_b1 * d;
+        const float d = g[i] + wd * w[i];
+        m[i] = m[i] * b1 + one_m_b1 * d;
         const float vi = v[i] * b2 + one_m_b2 * (d * d);
-        m[i] = mi;
         v[i] = vi;
-        const float vm = std::max(vmax[i], vi);
-        vmax[i] = vm;
-        const float denom = std::sqrt(vm) / bc2_sqrt + eps;
-        w[i] = wi + (-step_size) * mi / denom;
+        root[i] = vi;
       }
-    }
+      if (amsgrad) {
+        float* __restrict vmax = VMAX + b;
+        for (int64_t i = 0; i < n; ++i) {
+          const float r = root[i], old = vmax[i];
+          const float vm = old < r ? r : old;
+          vmax[i] = vm;
+          root[i] = vm;
+        }
+      }
+      sqrt_block(root, root, n);
+      for (int64_t i = 0; i < n; ++i) {
+        const float denom = root[i] / bc2_sqrt + eps;
+        w[i] = w[i] + (-step_size) * m[i] / denom;
+      }
+    });
   }
 
  private:
@@ -385,10 +464,15 @@ double clip_grad_norm(std::span<ParamRef> params, float max_norm) {
   double total = 0.0;
   for (const ParamRef& p : params) {
     if (p.frozen || p.grad == nullptr) continue;
-    // Double accumulation in a fixed order: the norm does not depend on the thread count.
-    double s = 0.0;
-    for (int64_t i = 0; i < p.size; ++i) s += static_cast<double>(p.grad[i]) * p.grad[i];
-    total += s;
+    // Double accumulation in eight fixed lanes, combined in a fixed order: the norm does not
+    // depend on the thread count, and the lanes let the loop run in vector registers.
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const float* g = p.grad;
+    int64_t i = 0;
+    for (; i + 8 <= p.size; i += 8)
+      for (int k = 0; k < 8; ++k) lane[k] += static_cast<double>(g[i + k]) * g[i + k];
+    for (; i < p.size; ++i) lane[0] += static_cast<double>(g[i]) * g[i];
+    total += ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
   }
   const double norm = std::sqrt(total);
   if (max_norm > 0.0f) {
@@ -397,10 +481,11 @@ double clip_grad_norm(std::span<ParamRef> params, float max_norm) {
       const float c = static_cast<float>(coef);
       for (ParamRef& p : params) {
         if (p.frozen || p.grad == nullptr) continue;
-        float* __restrict g = p.grad;
-        const int64_t n = p.size;
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-        for (int64_t i = 0; i < n; ++i) g[i] *= c;
+        float* const G = p.grad;
+        for_blocks(p.size, [=](int64_t b, int64_t n) {
+          float* __restrict g = G + b;
+          for (int64_t i = 0; i < n; ++i) g[i] *= c;
+        });
       }
     }
   }

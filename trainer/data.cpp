@@ -469,15 +469,18 @@ Dataset subset(const Dataset& data, int64_t n, uint64_t seed) {
 // Normalizer
 
 Normalizer Normalizer::fit(const Dataset& train, NormalizeMode mode) {
-  const int64_t hw = static_cast<int64_t>(train.h) * train.w;
   const int64_t ss = train.sample_size();
-  const int64_t groups = mode == NormalizeMode::kPerChannel ? train.c : ss;
-  // Element e of a sample belongs to group e / per (channel) or e (feature).
-  const int64_t per = mode == NormalizeMode::kPerChannel ? hw : 1;
+  // Element e of a sample is g * per + j: g the channel (per = h*w) or the feature (per = 1).
+  const int64_t per = mode == NormalizeMode::kPerChannel ? static_cast<int64_t>(train.h) * train.w : 1;
+  const int64_t groups = per > 0 ? ss / per : 0;
   std::vector<double> sum(static_cast<size_t>(groups), 0.0), sq(static_cast<size_t>(groups), 0.0);
   for (int64_t i = 0; i < train.n; ++i) {
     const float* s = train.x.data() + i * ss;
-    for (int64_t e = 0; e < ss; ++e) sum[e / per] += s[e];
+    for (int64_t g = 0; g < groups; ++g) {
+      double acc = 0.0;
+      for (int64_t j = 0; j < per; ++j) acc += s[g * per + j];
+      sum[g] += acc;
+    }
   }
   const double count = static_cast<double>(train.n) * static_cast<double>(per);
   Normalizer out;
@@ -488,9 +491,13 @@ Normalizer Normalizer::fit(const Dataset& train, NormalizeMode mode) {
   // Two passes: the variance of pixel data near 0 or 1 loses digits with the one-pass formula.
   for (int64_t i = 0; i < train.n; ++i) {
     const float* s = train.x.data() + i * ss;
-    for (int64_t e = 0; e < ss; ++e) {
-      const double dv = s[e] - mean[e / per];
-      sq[e / per] += dv * dv;
+    for (int64_t g = 0; g < groups; ++g) {
+      double acc = 0.0;
+      for (int64_t j = 0; j < per; ++j) {
+        const double dv = s[g * per + j] - mean[g];
+        acc += dv * dv;
+      }
+      sq[g] += acc;
     }
   }
   for (int64_t g = 0; g < groups; ++g) {
@@ -515,12 +522,19 @@ void Normalizer::apply(Dataset& data) const {
                       " statistics; the data set needs " + std::to_string(data.c) +
                       " (per channel) or " + std::to_string(ss) + " (per feature)");
   }
+  const int64_t groups = static_cast<int64_t>(mean.size());
   std::vector<float> inv(stddev.size());
   for (size_t g = 0; g < stddev.size(); ++g) inv[g] = 1.0f / stddev[g];
+  const float* mu = mean.data();
+  const float* is = inv.data();
 #pragma omp parallel for schedule(static) if (data.n * ss > (1 << 16))
   for (int64_t i = 0; i < data.n; ++i) {
     float* s = data.x.data() + i * ss;
-    for (int64_t e = 0; e < ss; ++e) s[e] = (s[e] - mean[e / per]) * inv[e / per];
+    for (int64_t g = 0; g < groups; ++g) {
+      const float m = mu[g], k = is[g];
+      float* __restrict v = s + g * per;
+      for (int64_t j = 0; j < per; ++j) v[j] = (v[j] - m) * k;
+    }
   }
 }
 

@@ -157,6 +157,10 @@ TEST(LoadFashionMnist, RealFilesHaveTheDocumentedCountsAndLabels) {
   const Dataset train = load_fashion_mnist(kFashionMnistDir, true);
   EXPECT_EQ(train.n, 60000);
   EXPECT_EQ(train.x.size(), 60000u * 784u);
+  // The widely quoted statistics of the Fashion-MNIST training images (after scaling to [0,1]).
+  const Normalizer nz = Normalizer::fit(train);
+  EXPECT_NEAR(nz.mean[0], 0.2860f, 5e-4f);
+  EXPECT_NEAR(nz.stddev[0], 0.3530f, 5e-4f);
 }
 
 TEST(LoadFashionMnist, MissingFolderIsADataError) {
@@ -185,6 +189,23 @@ TEST(LoadCsv, IntegerLabelsAreClassIndicesAndTheDefaultIsTheLastColumn) {
   EXPECT_EQ(d.num_classes, 3);
   EXPECT_TRUE(d.class_names.empty());
   EXPECT_EQ(d.x, (std::vector<float>{0.5f, 1.0f, 1.5f, 2.0f}));
+}
+
+TEST(LoadCsv, WithoutHeaderTheLabelColumnIsAnIndex) {
+  CsvOptions opt;
+  opt.header = false;
+  const Dataset d = load_csv(fixture("noheader.csv"), "0", opt);
+  EXPECT_EQ(d.y, (std::vector<int32_t>{0, 1, 1}));
+  EXPECT_EQ(d.x, (std::vector<float>{1.5f, 2.0f, 3.5f, 4.0f, 5.5f, 6.0f}));
+  EXPECT_THROW(load_csv(fixture("noheader.csv"), "3", opt), DataError);  // columns are 0..2
+}
+
+TEST(LoadCsv, LimitReadsOnlyTheFirstRows) {
+  CsvOptions opt;
+  opt.limit = 2;
+  const Dataset d = load_csv(fixture("table.csv"), "species", opt);
+  EXPECT_EQ(d.n, 2);
+  EXPECT_EQ(d.class_names, (std::vector<std::string>{"setosa", "virginica"}));
 }
 
 TEST(LoadCsv, BadCellNamesLineAndColumn) {

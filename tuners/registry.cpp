@@ -9,11 +9,8 @@
 #include "tuners/pruners.hpp"
 #include "tuners/random.hpp"
 #include "tuners/sobol.hpp"
-#include "tuners/tuner.hpp"
-#if __has_include("tuners/tpe.hpp")
 #include "tuners/tpe.hpp"
-#define KESTREL_HAS_TPE 1
-#endif
+#include "tuners/tuner.hpp"
 #if __has_include("tuners/cmaes.hpp")
 #include "tuners/cmaes.hpp"
 #define KESTREL_HAS_CMAES 1
@@ -63,9 +60,7 @@ const std::vector<std::pair<std::string, TunerFactory>>& tuner_table() {
       {"random", make_random_tuner},
       {"grid", make_grid_tuner},
       {"sobol", make_sobol_tuner},
-#ifdef KESTREL_HAS_TPE
       {"tpe", make_tpe_tuner},
-#endif
 #ifdef KESTREL_HAS_CMAES
       {"cmaes", make_cmaes_tuner},
 #endif

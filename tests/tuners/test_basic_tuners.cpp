@@ -157,7 +157,7 @@ TEST_P(FiniteNoDuplicates, ProposesEachConfigurationAtMostOnceThenIsExhausted) {
   EXPECT_THROW(st.ask(*t), SpaceExhausted);
 }
 
-INSTANTIATE_TEST_SUITE_P(Basic, FiniteNoDuplicates, ::testing::Values("random", "sobol", "grid"));
+INSTANTIATE_TEST_SUITE_P(Basic, FiniteNoDuplicates, ::testing::Values("random", "sobol", "grid", "tpe"));
 
 TEST(Random, ProposalDoesNotDependOnOtherTrials) {
   // Workers asking in a different order still get the proposal of their own trial number.

@@ -146,4 +146,12 @@ INSTANTIATE_TEST_SUITE_P(Basic, TunerConformance,
                                            TunerCase{"grid", {}, true, false, 729, 1e-12}),
                          case_name);
 
+// TPE on a 3-D quadratic: 10 random start-up trials, then the model; both the joint (default) and the
+// independent (Optuna's default) variants, and the stepped (discrete-kernel) space.
+INSTANTIATE_TEST_SUITE_P(Tpe, TunerConformance,
+                         ::testing::Values(TunerCase{"tpe", {}, true, true, 150, 0.05},
+                                           TunerCase{"tpe", {{"multivariate", false}}, true, true, 200, 0.05},
+                                           TunerCase{"tpe", {}, true, false, 150, 1e-12}),
+                         case_name);
+
 }  // namespace kestrel::tuners::testing

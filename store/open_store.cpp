@@ -1,5 +1,5 @@
 // open_store: turns a storage URL (sqlite:///abs.db, sqlite://rel.db, a bare *.db path) into a Store.
-// Schemes this build does not include (postgresql://) are refused with a message that says so.
+// sqlite://:memory: gives a private in-memory store; schemes this build lacks (postgresql://) are refused clearly.
 #include <string>
 #include <string_view>
 

@@ -668,6 +668,12 @@ auto SqliteStore::read_txn(F&& body) {
 SqliteStore::SqliteStore(const std::string& path, SqliteStoreOptions options)
     : path_(path), options_(std::move(options)), pid_(static_cast<int>(getpid())) {
   memory_ = path_ == ":memory:";
+  // Connections are opened lazily, possibly after the process changed its working folder: pin the path now.
+  if (!memory_ && !path_.empty()) {
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(path_, ec);
+    if (!ec) path_ = abs.lexically_normal().string();
+  }
   if (options_.max_connections < 1) options_.max_connections = 1;
   // Every connection to ":memory:" is a separate database: keep exactly one.
   if (memory_) options_.max_connections = 1;

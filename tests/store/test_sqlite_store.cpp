@@ -447,6 +447,30 @@ TEST_F(SqliteStoreTest, OpenStoreAcceptsSqliteUrlsAndDbPaths) {
   EXPECT_TRUE(fs::exists(dir_ + "/bare.db"));
 }
 
+TEST_F(SqliteStoreTest, RelativePathKeepsNamingTheSameFileAfterTheWorkingFolderChanges) {
+  auto cwd = fs::current_path();
+  fs::current_path(dir_);
+  std::unique_ptr<Store> s;
+  try {
+    s = open_store("sqlite://rel.db");
+  } catch (...) {
+    fs::current_path(cwd);
+    throw;
+  }
+  fs::current_path(cwd);
+  auto st = s->create_study("s", kOneMin, "{}");
+  // Several threads at once make the store open more connections, now from another working folder.
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 5; ++i) s->create_trial(st.id, {}, TrialState::Running, "w");
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_FALSE(fs::exists(cwd / "rel.db"));
+  SqliteStore check(dir_ + "/rel.db");
+  EXPECT_EQ(check.trials(st.id).size(), 20u);
+}
+
 TEST_F(SqliteStoreTest, OpenStoreRefusesUnknownSchemesWithClearMessages) {
   try {
     open_store("postgresql://user@host/db");

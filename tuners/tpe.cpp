@@ -78,6 +78,9 @@ struct Estimator {
     std::vector<double> mu, sigma, inv_sigma, lnorm;  // numeric: lnorm = -log Z (- log sigma - log sqrt(2pi))
     std::vector<int32_t> obs;             // categorical: observed choice per kernel (-1 for the prior)
     std::vector<double> log_on, log_off;  // categorical: log p(observed choice), log p(any other choice)
+    // Discrete: per-kernel log mass of cells already evaluated (candidates from l(x) crowd into few cells, and
+    // each evaluation costs two erfc per kernel).
+    mutable std::vector<std::pair<int64_t, std::vector<double>>> cell_memo;
   };
   size_t n = 0;  // kernels (observations + prior)
   std::vector<double> log_w, cum_w;
@@ -171,7 +174,9 @@ void build(Estimator& e, const std::vector<const double*>& rows, const std::vect
     D.lnorm.resize(e.n);
     for (size_t j = 0; j < e.n; ++j) {
       D.inv_sigma[j] = 1.0 / D.sigma[j];
-      double log_z = log_mass(-D.mu[j] * D.inv_sigma[j], (1.0 - D.mu[j]) * D.inv_sigma[j]);
+      const double za = -D.mu[j] * D.inv_sigma[j], zb = (1.0 - D.mu[j]) * D.inv_sigma[j];
+      // Kernels far inside the domain lose < 1e-15 of their mass to truncation: skip the two erfc calls.
+      const double log_z = za < -8.5 && zb > 8.5 ? 0.0 : log_mass(za, zb);
       D.lnorm[j] = -log_z - (D.kind == DimKind::Continuous ? std::log(D.sigma[j]) + kLogSqrt2Pi : 0.0);
     }
   }
@@ -196,17 +201,22 @@ double log_pdf(const Estimator& e, const double* x, std::vector<double>& acc) {
         break;
       }
       case DimKind::Discrete: {
-        const double w = 1.0 / static_cast<double>(D.k);
-        const double lo = std::floor(xd * static_cast<double>(D.k)) * w, hi = lo + w;
-        for (size_t j = 0; j < e.n; ++j) {
-          if (acc[j] == kNegInf) continue;
-          double za = (lo - D.mu[j]) * D.inv_sigma[j], zb = (hi - D.mu[j]) * D.inv_sigma[j];
-          if (za > kFarZ || zb < -kFarZ) {
-            acc[j] = kNegInf;
-            continue;
+        const int64_t cell = std::min<int64_t>(D.k - 1, static_cast<int64_t>(xd * static_cast<double>(D.k)));
+        const std::vector<double>* lm = nullptr;
+        for (const auto& [c, v] : D.cell_memo)
+          if (c == cell) lm = &v;
+        if (!lm) {
+          std::vector<double> v(e.n);
+          const double w = 1.0 / static_cast<double>(D.k);
+          const double lo = static_cast<double>(cell) * w, hi = lo + w;
+          for (size_t j = 0; j < e.n; ++j) {
+            double za = (lo - D.mu[j]) * D.inv_sigma[j], zb = (hi - D.mu[j]) * D.inv_sigma[j];
+            v[j] = za > kFarZ || zb < -kFarZ ? kNegInf : log_mass(za, zb) + D.lnorm[j];
           }
-          acc[j] += log_mass(za, zb) + D.lnorm[j];
+          D.cell_memo.emplace_back(cell, std::move(v));
+          lm = &D.cell_memo.back().second;
         }
+        for (size_t j = 0; j < e.n; ++j) acc[j] += (*lm)[j];
         break;
       }
       case DimKind::Categorical: {

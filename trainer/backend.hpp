@@ -61,17 +61,19 @@ class Backend {
   virtual void add_into(float* dst, const float* src, size_t n, bool accumulate) = 0;
 
   // ---- dense ----
-  // out[n][out_f] = in[n][in_f] * w[out_f][in_f]^T + b (b may be null).
+  // out[n][out_f] = in[n][in_f] * w[out_f][in_f]^T + b (b may be null); relu: out = max(out, 0)
+  // fused in (a Linear followed by ReLU writes the ReLU's output directly, saving a pass).
   virtual void linear_forward(float* out, const float* in, const float* w, const float* b, int n,
-                              int in_f, int out_f) = 0;
+                              int in_f, int out_f, bool relu) = 0;
   // din (accumulate-able), dw, db: any may be null.
   virtual void linear_backward(float* din, float* dw, float* db, const float* dout, const float* in,
                                const float* w, int n, int in_f, int out_f, bool accumulate) = 0;
 
   // ---- convolution ----
   virtual size_t conv2d_workspace(const ConvDims& d) const = 0;
+  // relu: as linear_forward (applied per sample while its output is still in cache).
   virtual void conv2d_forward(float* out, const float* in, const float* w, const float* b,
-                              float* workspace, const ConvDims& d) = 0;
+                              float* workspace, const ConvDims& d, bool relu) = 0;
   virtual void conv2d_backward(float* din, float* dw, float* db, const float* dout, const float* in,
                                const float* w, float* workspace, const ConvDims& d,
                                bool accumulate) = 0;
@@ -123,7 +125,8 @@ class Backend {
   // alpha: LeakyReLU negative slope (ignored by the others).
   virtual void activation_forward(float* out, const float* in, size_t n, Activation a,
                                   float alpha) = 0;
-  // Uses the forward input `in` (and output `out`, which tanh and sigmoid need).
+  // Uses the forward input `in` (and output `out`, which tanh and sigmoid need). ReLU reads only
+  // `out` (out > 0 exactly where in > 0), so a ReLU fused into the layer before it needs no input.
   virtual void activation_backward(float* din, const float* dout, const float* in, const float* out,
                                    size_t n, Activation a, float alpha, bool accumulate) = 0;
 

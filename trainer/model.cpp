@@ -113,6 +113,23 @@ Model::Model(Graph graph, Backend& backend, uint64_t seed)
     refs_.push_back(r);
   }
   dropout_seed_ = mix_seed(seed, 0x44524f50u /* "DROP" */);
+
+  fused_relu_.assign(nodes.size(), -1);
+  relu_fused_.assign(nodes.size(), 0);
+  std::vector<int> readers(nodes.size(), 0), reader(nodes.size(), -1);
+  for (int id = 1; id <= graph_.output(); ++id)
+    for (int src : nodes[id].inputs) {
+      ++readers[src];
+      reader[src] = id;
+    }
+  for (int id = 1; id < graph_.output(); ++id) {
+    const OpKind k = nodes[id].op.kind;
+    if ((k == OpKind::kLinear || k == OpKind::kConv2d) && readers[id] == 1 &&
+        nodes[reader[id]].op.kind == OpKind::kReLU) {
+      fused_relu_[id] = reader[id];
+      relu_fused_[reader[id]] = 1;
+    }
+  }
 }
 
 Model::~Model() {
@@ -145,7 +162,8 @@ void Model::plan(int max_batch) {
   for (size_t id = 1; id < nodes.size(); ++id) {
     const Node& nd = nodes[id];
     const size_t act = static_cast<size_t>(max_batch) * nd.shape.size();
-    nb_[id].out = backend_->alloc(act);
+    // A producer fused with its ReLU never materialises its own output.
+    nb_[id].out = fused_relu_[id] >= 0 ? nullptr : backend_->alloc(act);
     nb_[id].grad = backend_->alloc(act);
     if (nd.op.kind == OpKind::kBatchNorm) nb_[id].aux = backend_->alloc(2 * nd.shape.c);
     if (nd.op.kind == OpKind::kDropout) nb_[id].aux = backend_->alloc(act);
@@ -263,12 +281,17 @@ void Model::forward_node(int id, int n, bool train) {
   auto param = [&](size_t k) -> float* { return k < b.params.size() ? param_data(b.params[k]) : nullptr; };
   switch (op.kind) {
     case OpKind::kInput: break;
-    case OpKind::kLinear:
-      be.linear_forward(b.out, in, param(0), op.bias ? param(1) : nullptr, n, static_cast<int>(in_shape.size()), op.out);
+    case OpKind::kLinear: {
+      const bool fuse = fused_relu_[id] >= 0;
+      be.linear_forward(fuse ? nb_[fused_relu_[id]].out : b.out, in, param(0), op.bias ? param(1) : nullptr, n,
+                        static_cast<int>(in_shape.size()), op.out, fuse);
       break;
+    }
     case OpKind::kConv2d: {
+      const bool fuse = fused_relu_[id] >= 0;
       ConvDims d{n, in_shape.c, in_shape.h, in_shape.w, op.out, op.kernel, op.kernel, op.stride, op.padding, op.groups};
-      be.conv2d_forward(b.out, in, param(0), op.bias ? param(1) : nullptr, workspace_, d);
+      be.conv2d_forward(fuse ? nb_[fused_relu_[id]].out : b.out, in, param(0), op.bias ? param(1) : nullptr,
+                        workspace_, d, fuse);
       break;
     }
     case OpKind::kMaxPool:
@@ -297,7 +320,9 @@ void Model::forward_node(int id, int n, bool train) {
       else
         be.copy(b.out, in, count);
       break;
-    case OpKind::kReLU: be.activation_forward(b.out, in, count, Activation::kReLU, 0.0f); break;
+    case OpKind::kReLU:
+      if (!relu_fused_[id]) be.activation_forward(b.out, in, count, Activation::kReLU, 0.0f);
+      break;
     case OpKind::kLeakyReLU: be.activation_forward(b.out, in, count, Activation::kLeakyReLU, op.alpha); break;
     case OpKind::kGELU: be.activation_forward(b.out, in, count, Activation::kGELU, 0.0f); break;
     case OpKind::kTanh: be.activation_forward(b.out, in, count, Activation::kTanh, 0.0f); break;

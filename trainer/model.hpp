@@ -116,6 +116,10 @@ class Model {
   float* workspace_ = nullptr;
   float* input_grad_ = nullptr;
   std::vector<char> needs_grad_, written_;  // per node, reused by every backward()
+  // Linear/Conv2d nodes whose only reader is a ReLU write the ReLU's output directly (one pass
+  // over the activations less); fused_relu_[producer] is that ReLU's id, -1 otherwise.
+  std::vector<int> fused_relu_;
+  std::vector<char> relu_fused_;  // per node: a ReLU computed by its producer
   int batch_ = 0;
   int last_n_ = 0;
   bool last_train_ = false;

@@ -73,15 +73,31 @@ void col2im_add(float* in, const float* cols, int c, int h, int w, int kh, int k
           if (iy < 0 || iy >= h) continue;
           const float* src = row + static_cast<size_t>(oy) * w_out;
           float* dst = plane + static_cast<size_t>(iy) * w;
-          for (int ox = 0; ox < w_out; ++ox) {
-            const int ix = ox * stride - pad + kx;
-            if (ix >= 0 && ix < w) dst[ix] += src[ox];
+          if (stride == 1) {
+            const int lo = std::max(0, pad - kx), hi = std::min(w_out, w + pad - kx);
+            float* d0 = dst - pad + kx;
+#pragma omp simd
+            for (int ox = lo; ox < hi; ++ox) d0[ox] += src[ox];
+          } else {
+            for (int ox = 0; ox < w_out; ++ox) {
+              const int ix = ox * stride - pad + kx;
+              if (ix >= 0 && ix < w) dst[ix] += src[ox];
+            }
           }
         }
       }
     }
   }
 }
+
+// NaN passes through (as in PyTorch): a diverging run must reach the loss check.
+inline void relu_inplace(float* x, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) x[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
+// max that lets NaN through (PyTorch's pooling does), so a diverging run reaches the loss check.
+inline float nan_max(float a, float b) { return (a > b || a != a) ? a : b; }
 
 bool is_pointwise_conv(const ConvDims& d) {
   return d.kh == 1 && d.kw == 1 && d.stride == 1 && d.pad == 0;
@@ -135,13 +151,14 @@ void CpuBackend::add_into(float* dst, const float* src, size_t n, bool accumulat
 // ---------------------------------------------------------------- dense
 
 void CpuBackend::linear_forward(float* out, const float* in, const float* w, const float* b, int n,
-                                int in_f, int out_f) {
+                                int in_f, int out_f, bool relu) {
   float beta = 0.0f;
   if (b) {
     for (int i = 0; i < n; ++i) std::memcpy(out + static_cast<size_t>(i) * out_f, b, sizeof(float) * out_f);
     beta = 1.0f;
   }
   gemm(false, true, n, out_f, in_f, 1.0f, in, in_f, w, in_f, beta, out, out_f);
+  if (relu) relu_inplace(out, static_cast<size_t>(n) * out_f);
 }
 
 void CpuBackend::linear_backward(float* din, float* dw, float* db, const float* dout, const float* in,
@@ -165,7 +182,7 @@ size_t CpuBackend::conv2d_workspace(const ConvDims& d) const {
 }
 
 void CpuBackend::conv2d_forward(float* out, const float* in, const float* w, const float* b,
-                                float* workspace, const ConvDims& d) {
+                                float* workspace, const ConvDims& d, bool relu) {
   const int ho = d.h_out(), wo = d.w_out(), hw_out = ho * wo;
   const int cg = d.c_in / d.groups, og = d.c_out / d.groups;
   const int kdim = cg * d.kh * d.kw;
@@ -196,6 +213,7 @@ void CpuBackend::conv2d_forward(float* out, const float* in, const float* w, con
         gemm(false, false, og, hw_out, kdim, 1.0f, w + static_cast<size_t>(g) * og * kdim, kdim, src,
              hw_out, beta, yg, hw_out);
       }
+      if (relu) relu_inplace(y, out_sample);
     }
   }
 }
@@ -284,6 +302,26 @@ void CpuBackend::conv2d_backward(float* din, float* dw, float* db, const float* 
 void CpuBackend::maxpool_forward(float* out, const float* in, const PoolDims& d) {
   const int ho = d.h_out(), wo = d.w_out();
   const int planes = d.n * d.c;
+  if (d.k == 2 && d.stride == 2 && d.pad == 0 && d.w <= 4096) {
+    // The common 2x2 window: a vertical max of two rows, then a horizontal max of pairs, both
+    // loops the compiler vectorises (the generic loop cost as much as the convolutions).
+#pragma omp parallel for schedule(static) num_threads(threads_)
+    for (int p = 0; p < planes; ++p) {
+      float t[4096];
+      const float* x = in + static_cast<size_t>(p) * d.h * d.w;
+      float* y = out + static_cast<size_t>(p) * ho * wo;
+      for (int oy = 0; oy < ho; ++oy) {
+        const float* r0 = x + static_cast<size_t>(2 * oy) * d.w;
+        const float* r1 = r0 + d.w;
+        float* yr = y + static_cast<size_t>(oy) * wo;
+#pragma omp simd
+        for (int j = 0; j < 2 * wo; ++j) t[j] = nan_max(r0[j], r1[j]);
+#pragma omp simd
+        for (int ox = 0; ox < wo; ++ox) yr[ox] = nan_max(t[2 * ox], t[2 * ox + 1]);
+      }
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) num_threads(threads_)
   for (int p = 0; p < planes; ++p) {
     const float* x = in + static_cast<size_t>(p) * d.h * d.w;
@@ -308,6 +346,40 @@ void CpuBackend::maxpool_backward(float* din, const float* dout, const float* in
                                   const PoolDims& d, bool accumulate) {
   const int ho = d.h_out(), wo = d.w_out();
   const int planes = d.n * d.c;
+  if (d.k == 2 && d.stride == 2 && d.pad == 0 && !accumulate) {
+    // Every input position is written exactly once (no zero-fill pass, no read-modify-write).
+#pragma omp parallel for schedule(static) num_threads(threads_)
+    for (int p = 0; p < planes; ++p) {
+      const float* x = in + static_cast<size_t>(p) * d.h * d.w;
+      const float* y = out + static_cast<size_t>(p) * ho * wo;
+      const float* g = dout + static_cast<size_t>(p) * ho * wo;
+      float* dx = din + static_cast<size_t>(p) * d.h * d.w;
+      for (int oy = 0; oy < ho; ++oy) {
+        const float* a = x + static_cast<size_t>(2 * oy) * d.w;
+        const float* b = a + d.w;
+        float* da = dx + static_cast<size_t>(2 * oy) * d.w;
+        float* db = da + d.w;
+        const float* yr = y + static_cast<size_t>(oy) * wo;
+        const float* gr = g + static_cast<size_t>(oy) * wo;
+#pragma omp simd
+        for (int ox = 0; ox < wo; ++ox) {
+          // The first maximum in scan order takes the gradient (as in the generic path).
+          const float m = yr[ox], gv = gr[ox];
+          const bool e0 = a[2 * ox] == m;
+          const bool e1 = !e0 && a[2 * ox + 1] == m;
+          const bool e2 = !e0 && !e1 && b[2 * ox] == m;
+          const bool e3 = !e0 && !e1 && !e2;
+          da[2 * ox] = e0 ? gv : 0.0f;
+          da[2 * ox + 1] = e1 ? gv : 0.0f;
+          db[2 * ox] = e2 ? gv : 0.0f;
+          db[2 * ox + 1] = e3 ? gv : 0.0f;
+        }
+        for (int ix = 2 * wo; ix < d.w; ++ix) da[ix] = db[ix] = 0.0f;  // odd width: never selected
+      }
+      for (int iy = 2 * ho; iy < d.h; ++iy) std::memset(dx + static_cast<size_t>(iy) * d.w, 0, sizeof(float) * d.w);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) num_threads(threads_)
   for (int p = 0; p < planes; ++p) {
     const float* x = in + static_cast<size_t>(p) * d.h * d.w;
@@ -564,10 +636,10 @@ void CpuBackend::activation_backward(float* din, const float* dout, const float*
     case Activation::kReLU:
       if (accumulate) {
 #pragma omp parallel for simd schedule(static) num_threads(threads_) if (n > kParallelMin)
-        for (size_t i = 0; i < n; ++i) din[i] += in[i] > 0.0f ? dout[i] : 0.0f;
+        for (size_t i = 0; i < n; ++i) din[i] += out[i] > 0.0f ? dout[i] : 0.0f;
       } else {
 #pragma omp parallel for simd schedule(static) num_threads(threads_) if (n > kParallelMin)
-        for (size_t i = 0; i < n; ++i) din[i] = in[i] > 0.0f ? dout[i] : 0.0f;
+        for (size_t i = 0; i < n; ++i) din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
       }
       break;
     case Activation::kLeakyReLU:

@@ -29,13 +29,13 @@ class CpuBackend final : public Backend {
   void add_into(float* dst, const float* src, size_t n, bool accumulate) override;
 
   void linear_forward(float* out, const float* in, const float* w, const float* b, int n, int in_f,
-                      int out_f) override;
+                      int out_f, bool relu) override;
   void linear_backward(float* din, float* dw, float* db, const float* dout, const float* in,
                        const float* w, int n, int in_f, int out_f, bool accumulate) override;
 
   size_t conv2d_workspace(const ConvDims& d) const override;
   void conv2d_forward(float* out, const float* in, const float* w, const float* b, float* workspace,
-                      const ConvDims& d) override;
+                      const ConvDims& d, bool relu) override;
   void conv2d_backward(float* din, float* dw, float* db, const float* dout, const float* in,
                        const float* w, float* workspace, const ConvDims& d, bool accumulate) override;
 

@@ -328,7 +328,9 @@ void Optimizer::init_slot(const ParamRef&, Slot&) const {}
 
 void Optimizer::step(std::span<ParamRef> params, float lr) {
   // Validate every slot first so a size mismatch leaves all parameters untouched.
-  const size_t nbuf = buffer_names().size();
+  // buffer_names() builds strings; its size depends only on the spec, so ask once.
+  if (buffer_count_ < 0) buffer_count_ = static_cast<int>(buffer_names().size());
+  const auto nbuf = static_cast<size_t>(buffer_count_);
   for (const ParamRef& p : params) {
     if (p.frozen) continue;
     auto it = slots_.find(p.name);

@@ -106,6 +106,9 @@ class Optimizer {
   OptimizerSpec spec_;
   int64_t steps_ = 0;
   std::map<std::string, Slot> slots_;
+
+ private:
+  int buffer_count_ = -1;  // buffer_names().size(), cached by step()
 };
 
 // The kinds make_optimizer accepts, in documentation order.

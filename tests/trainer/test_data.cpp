@@ -8,11 +8,16 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <set>
 
 #include "common/error.hpp"
+
+namespace kestrel::trainer::testing {
+extern std::atomic<long> g_allocations;  // counted by the operator new in test_optim.cpp
+}  // namespace kestrel::trainer::testing
 
 namespace kestrel::trainer {
 namespace {
@@ -459,6 +464,21 @@ TEST(BatchLoader, OutputDoesNotDependOnTheThreadCount) {
   const auto two = run(2);
   omp_set_num_threads(omp_get_num_procs());
   EXPECT_EQ(one, two);
+}
+
+TEST(BatchLoader, NextAndStartEpochDoNotAllocate) {
+  const Dataset d = numbered(50, 1, 4, 4, 5);
+  BatchLoader loader(d, 8, true, 2, Augment{1, true});
+  std::vector<float> x(8 * 16);
+  std::vector<int32_t> y(8);
+  const long before = testing::g_allocations.load();
+  for (int e = 0; e < 3; ++e) {
+    loader.start_epoch(e);
+    while (loader.next(x.data(), y.data()) > 0) {
+    }
+  }
+  loader.restore(loader.state());
+  EXPECT_EQ(testing::g_allocations.load() - before, 0);
 }
 
 TEST(BatchLoader, InvalidSettingsAreConfigErrors) {

@@ -6,10 +6,32 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "common/error.hpp"
+
+// Counts every allocation through the global operator new, so tests can prove that a hot path
+// does not allocate. Replacing operator new is process-wide; it only counts and forwards to
+// malloc, so other tests in this binary are unaffected. (Also used by test_data.cpp.)
+namespace kestrel::trainer::testing {
+std::atomic<long> g_allocations{0};
+}  // namespace kestrel::trainer::testing
+
+void* operator new(std::size_t size) {
+  kestrel::trainer::testing::g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+// GCC's -Wmismatched-new-delete cannot see that this new is malloc underneath.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace kestrel::trainer {
 namespace {
@@ -290,6 +312,22 @@ TEST(Optimizer, LrMultScalesTheStepAndDecayFalseExemptsFromWeightDecay) {
   // a: p - (lr*0.5)*(g + wd*p) = 1 - 0.05*(0.2 + 0.5) = 0.965; b: 1 - 0.1*0.2 = 0.98.
   EXPECT_FLOAT_EQ(a[0], 0.965f);
   EXPECT_FLOAT_EQ(b[0], 0.98f);
+}
+
+TEST(Optimizer, StepDoesNotAllocateAfterTheFirst) {
+  for (const std::string& kind : optimizer_kinds()) {
+    OptimizerSpec s = spec_of(kind);
+    s.clip_norm = 1.0f;
+    s.centered = true;
+    s.amsgrad = true;
+    auto opt = make_optimizer(s);
+    Vec a(300, 0.5f), ga(300, 0.1f), b(7, 1.0f), gb(7, -0.2f);
+    std::vector<ParamRef> params{{"a", a.data(), ga.data(), 300}, {"b", b.data(), gb.data(), 7}};
+    opt->step(params, 0.01f);  // creates the state
+    const long before = testing::g_allocations.load();
+    for (int t = 0; t < 5; ++t) opt->step(params, 0.01f);
+    EXPECT_EQ(testing::g_allocations.load() - before, 0) << kind;
+  }
 }
 
 TEST(ClipGradNorm, ScalesToTheMaxNormOverAllNonFrozenParams) {

@@ -3,6 +3,7 @@
 #include "trainer/schedule.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numbers>
 
@@ -54,19 +55,22 @@ double one_cycle(const ScheduleSpec& s, double base_lr, int64_t t, int64_t total
   struct Phase {
     double end_step, start_lr, end_lr;
   };
-  std::vector<Phase> phases;
+  // A fixed array: lr_at runs every training step and must not allocate.
+  std::array<Phase, 3> phases{};
+  size_t count = 0;
   if (s.three_phase) {
-    phases = {{pct * T - 1.0, initial, max_lr},
-              {2.0 * pct * T - 2.0, max_lr, initial},
-              {T - 1.0, initial, min_lr}};
+    phases = {Phase{pct * T - 1.0, initial, max_lr}, Phase{2.0 * pct * T - 2.0, max_lr, initial},
+              Phase{T - 1.0, initial, min_lr}};
+    count = 3;
   } else {
-    phases = {{pct * T - 1.0, initial, max_lr}, {T - 1.0, max_lr, min_lr}};
+    phases = {Phase{pct * T - 1.0, initial, max_lr}, Phase{T - 1.0, max_lr, min_lr}, Phase{}};
+    count = 2;
   }
   const double step = static_cast<double>(std::min<int64_t>(t, total - 1));
   double start_step = 0.0;
-  for (size_t i = 0; i < phases.size(); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     const Phase& ph = phases[i];
-    if (step <= ph.end_step || i + 1 == phases.size()) {
+    if (step <= ph.end_step || i + 1 == count) {
       const double span = ph.end_step - start_step;
       // A phase of zero length (tiny total_steps) is already at its end value.
       const double frac = span > 0.0 ? (step - start_step) / span : 1.0;

@@ -5,7 +5,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+
 #include "common/error.hpp"
+
+namespace kestrel::trainer::testing {
+extern std::atomic<long> g_allocations;  // counted by the operator new in test_optim.cpp
+}  // namespace kestrel::trainer::testing
 
 namespace kestrel::trainer {
 namespace {
@@ -99,6 +105,23 @@ TEST(Schedule, OneCycleThreePhase) {
   EXPECT_FLOAT_EQ(lr_at(s, 1.0f, 58, 100), 0.04f);
   EXPECT_FLOAT_EQ(lr_at(s, 1.0f, 80, 100), 0.0177085609f); // anneal(0.04, 4e-6, 22/41)
   EXPECT_FLOAT_EQ(lr_at(s, 1.0f, 99, 100), 4e-6f);
+}
+
+TEST(Schedule, LrAtDoesNotAllocate) {
+  // lr_at runs every training step; it must not touch the heap for any kind.
+  std::vector<ScheduleSpec> specs;
+  for (const std::string& kind : schedule_kinds()) {
+    ScheduleSpec s = spec_of(kind);
+    s.warmup_steps = 3;
+    s.three_phase = true;
+    specs.push_back(s);
+  }
+  float sink = 0.0f;
+  const long before = testing::g_allocations.load();
+  for (const ScheduleSpec& s : specs)
+    for (int64_t t = 0; t < 50; ++t) sink += lr_at(s, 0.1f, t, 40);
+  EXPECT_EQ(testing::g_allocations.load() - before, 0);
+  EXPECT_GT(sink, 0.0f);
 }
 
 TEST(Schedule, BadSettingsAreConfigErrors) {

@@ -5,16 +5,13 @@
 #include <utility>
 
 #include "common/error.hpp"
+#include "tuners/cmaes.hpp"
 #include "tuners/grid.hpp"
 #include "tuners/pruners.hpp"
 #include "tuners/random.hpp"
 #include "tuners/sobol.hpp"
 #include "tuners/tpe.hpp"
 #include "tuners/tuner.hpp"
-#if __has_include("tuners/cmaes.hpp")
-#include "tuners/cmaes.hpp"
-#define KESTREL_HAS_CMAES 1
-#endif
 // Algorithms written in other files join when both their header and source exist (a header alone would leave
 // make_*_tuner undefined at link time). KESTREL_TUNERS_CORE_ONLY builds the core set alone.
 #if !defined(KESTREL_TUNERS_CORE_ONLY) && __has_include("tuners/gp.hpp") && __has_include("tuners/gp.cpp")
@@ -61,9 +58,7 @@ const std::vector<std::pair<std::string, TunerFactory>>& tuner_table() {
       {"grid", make_grid_tuner},
       {"sobol", make_sobol_tuner},
       {"tpe", make_tpe_tuner},
-#ifdef KESTREL_HAS_CMAES
       {"cmaes", make_cmaes_tuner},
-#endif
 #ifdef KESTREL_HAS_GP
       {"gp", make_gp_tuner},
 #endif

@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <optional>
-#include <random>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -13,20 +12,25 @@
 
 namespace kestrel::tuners {
 
-// What this represents: a seeded random stream whose outputs are the same with every standard library
-// (std::mt19937_64 is fully specified; the std:: distributions are not, so we draw from the raw bits ourselves).
+// What this represents: a seeded random stream (splitmix64: fully specified, so the same on every platform and
+// standard library, passes BigCrush, and costs nothing to seed, which matters because tuners seed one stream per
+// trial or per CMA-ES slot). The std:: distributions are implementation-defined, so draws are made here.
 // Thread safety: none (one per call).
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : engine_(seed) {}
-  uint64_t bits() { return engine_(); }
-  double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }  // [0, 1)
-  double normal();                                                                 // N(0, 1), Box-Muller
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t bits() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return static_cast<double>(bits() >> 11) * 0x1.0p-53; }  // [0, 1)
+  double normal();                                                             // N(0, 1), Box-Muller
   int64_t below(int64_t n) { return static_cast<int64_t>(uniform() * static_cast<double>(n)); }  // [0, n)
-  std::mt19937_64& engine() { return engine_; }
 
  private:
-  std::mt19937_64 engine_;
+  uint64_t state_;
   std::optional<double> spare_;
 };
 

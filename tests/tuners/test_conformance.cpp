@@ -154,4 +154,8 @@ INSTANTIATE_TEST_SUITE_P(Tpe, TunerConformance,
                                            TunerCase{"tpe", {}, true, false, 150, 1e-12}),
                          case_name);
 
+// CMA-ES: no categorical parameters (refused); the quadratic needs a few generations of 7.
+INSTANTIATE_TEST_SUITE_P(Cmaes, TunerConformance,
+                         ::testing::Values(TunerCase{"cmaes", {}, false, true, 150, 0.05}), case_name);
+
 }  // namespace kestrel::tuners::testing

@@ -133,9 +133,10 @@ IdxHeader read_idx_header(GzReader& in, const std::vector<int>& allowed_ndim, co
   unsigned char magic[4];
   in.read(magic, 4, "the IDX magic number");
   if (magic[0] != 0 || magic[1] != 0) {
-    throw DataError(in.path() + ": not an IDX file (wrong magic number " + std::to_string(magic[0]) +
-                    "," + std::to_string(magic[1]) + "," + std::to_string(magic[2]) + "," +
-                    std::to_string(magic[3]) + "; expected 0,0,8,<dims>)");
+    throw DataError(in.path() + ": not an IDX file (wrong magic number " +
+                    std::to_string(magic[0]) + "," + std::to_string(magic[1]) + "," +
+                    std::to_string(magic[2]) + "," + std::to_string(magic[3]) +
+                    "; expected 0,0,8,<dims>)");
   }
   if (magic[2] != 0x08) {
     throw DataError(in.path() + ": IDX element type " + std::to_string(magic[2]) +
@@ -225,8 +226,8 @@ Dataset load_fashion_mnist(const std::string& dir, bool train, int64_t limit) {
     throw DataError(dir + ": neither " + stem + ".gz nor " + stem +
                     " exists (install Debian's dataset-fashion-mnist or pass the folder)");
   };
-  Dataset d = load_idx(pick(prefix + "-images-idx3-ubyte"), pick(prefix + "-labels-idx1-ubyte"),
-                       limit);
+  Dataset d =
+      load_idx(pick(prefix + "-images-idx3-ubyte"), pick(prefix + "-labels-idx1-ubyte"), limit);
   d.num_classes = std::max(d.num_classes, 10);
   return d;
 }
@@ -357,7 +358,8 @@ Dataset load_csv(const std::string& path, const std::string& label_column,
       ncols = cells.size();
       resolve_label(ncols);
     }
-    if (ncols < 2) throw DataError(path + ": a table needs at least one feature and a label column");
+    if (ncols < 2)
+      throw DataError(path + ": a table needs at least one feature and a label column");
     if (cells.size() != ncols) {
       throw DataError(path + ":" + std::to_string(line_no) + ": row has " +
                       std::to_string(cells.size()) + " cells, expected " + std::to_string(ncols));
@@ -399,7 +401,8 @@ Dataset load_csv(const std::string& path, const std::string& label_column,
     const std::set<std::string> distinct(label_text.begin(), label_text.end());
     d.class_names.assign(distinct.begin(), distinct.end());
     std::map<std::string, int32_t> id;
-    for (size_t k = 0; k < d.class_names.size(); ++k) id[d.class_names[k]] = static_cast<int32_t>(k);
+    for (size_t k = 0; k < d.class_names.size(); ++k)
+      id[d.class_names[k]] = static_cast<int32_t>(k);
     for (size_t i = 0; i < label_text.size(); ++i) d.y[i] = id[label_text[i]];
     d.num_classes = static_cast<int>(d.class_names.size());
   }
@@ -449,7 +452,8 @@ std::pair<Dataset, Dataset> split(const Dataset& data, double validation_fractio
     }
   } else {
     const auto perm = seeded_permutation(data.n, mix_seed(seed, 0x53504C4954ULL));
-    const auto k = static_cast<size_t>(std::llround(static_cast<double>(data.n) * validation_fraction));
+    const auto k =
+        static_cast<size_t>(std::llround(static_cast<double>(data.n) * validation_fraction));
     for (size_t j = 0; j < k; ++j) is_val[perm[j]] = 1;
   }
   std::vector<int64_t> tr, va;
@@ -471,7 +475,8 @@ Dataset subset(const Dataset& data, int64_t n, uint64_t seed) {
 Normalizer Normalizer::fit(const Dataset& train, NormalizeMode mode) {
   const int64_t ss = train.sample_size();
   // Element e of a sample is g * per + j: g the channel (per = h*w) or the feature (per = 1).
-  const int64_t per = mode == NormalizeMode::kPerChannel ? static_cast<int64_t>(train.h) * train.w : 1;
+  const int64_t per =
+      mode == NormalizeMode::kPerChannel ? static_cast<int64_t>(train.h) * train.w : 1;
   const int64_t groups = per > 0 ? ss / per : 0;
   std::vector<double> sum(static_cast<size_t>(groups), 0.0), sq(static_cast<size_t>(groups), 0.0);
   for (int64_t i = 0; i < train.n; ++i) {
@@ -550,7 +555,8 @@ BatchLoader::BatchLoader(const Dataset& data, int batch_size, bool shuffle, uint
       augment_(augment),
       drop_last_(drop_last),
       n_(data.n) {
-  if (batch_size < 1) throw ConfigError("batch size must be at least 1, got " + std::to_string(batch_size));
+  if (batch_size < 1)
+    throw ConfigError("batch size must be at least 1, got " + std::to_string(batch_size));
   if (augment.pad_crop < 0) throw ConfigError("pad_crop must be >= 0");
   if (static_cast<int64_t>(data.x.size()) != data.n * data.sample_size() ||
       static_cast<int64_t>(data.y.size()) != data.n) {
@@ -564,7 +570,8 @@ void BatchLoader::start_epoch(int64_t epoch) {
   epoch_ = epoch;
   position_ = 0;
   std::iota(order_.begin(), order_.end(), 0);
-  if (shuffle_) shuffle_in_place(order_, mix_seed(seed_, 0x4F52444552ULL, static_cast<uint64_t>(epoch)));
+  if (shuffle_)
+    shuffle_in_place(order_, mix_seed(seed_, 0x4F52444552ULL, static_cast<uint64_t>(epoch)));
 }
 
 int64_t BatchLoader::batches_per_epoch() const {

@@ -1,5 +1,5 @@
-// Data sets for the trainer: IDX (MNIST / Fashion-MNIST, plain or gzip) and CSV readers, split, subset,
-// per-channel normalization and a deterministic, resumable mini-batch loader with crop/flip augmentation.
+// Data sets for the trainer: IDX (plain or gzip) and CSV readers, split, subset, normalization,
+// and a deterministic, resumable mini-batch loader with crop/flip augmentation.
 #pragma once
 
 #include <cstdint>
@@ -10,9 +10,9 @@
 namespace kestrel::trainer {
 
 // What it represents: n labelled samples, float32, NCHW, stored contiguously (sample i occupies
-// x[i*c*h*w, (i+1)*c*h*w)). Labels are class indices in [0, num_classes). A CSV table is stored with
-// c = 1, h = 1, w = number of feature columns. class_names is filled when labels came from text
-// (CSV with non-integer labels): class_names[k] is the text of class k; it is empty otherwise.
+// x[i*c*h*w, (i+1)*c*h*w)). Labels are class indices in [0, num_classes). A CSV table is stored
+// with c = 1, h = 1, w = number of feature columns. class_names is filled when labels came from
+// text (CSV with non-integer labels): class_names[k] is the text of class k; it is empty otherwise.
 // A plain value type: copying copies the data; no thread safety beyond that of std::vector.
 struct Dataset {
   std::vector<float> x;
@@ -96,8 +96,8 @@ struct Normalizer {
 
 // Augmentation applied by the BatchLoader to each sample it copies out. Both are off by default.
 struct Augment {
-  int pad_crop = 0;   // pad each side by this many zeros, then take a random h x w crop
-  bool hflip = false; // flip horizontally with probability 1/2
+  int pad_crop = 0;    // pad each side by this many zeros, then take a random h x w crop
+  bool hflip = false;  // flip horizontally with probability 1/2
 };
 
 // What it represents: a cursor over one Dataset that hands out mini-batches of samples in a
@@ -112,8 +112,8 @@ class BatchLoader {
  public:
   // requires: batch_size >= 1, augment.pad_crop >= 0 (else ConfigError).
   // ensures: positioned at the start of epoch 0.
-  BatchLoader(const Dataset& data, int batch_size, bool shuffle, uint64_t seed, Augment augment = {},
-              bool drop_last = false);
+  BatchLoader(const Dataset& data, int batch_size, bool shuffle, uint64_t seed,
+              Augment augment = {}, bool drop_last = false);
 
   // Copies up to batch_size samples into caller-owned buffers: x_out must hold
   // batch_size * data.sample_size() floats, y_out batch_size labels.

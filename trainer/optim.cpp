@@ -49,8 +49,8 @@ std::vector<float> encode_count(int64_t count) {
 }
 
 int64_t decode_count(const std::vector<float>& v, const std::string& name) {
-  if (v.size() != 2 || !(v[0] >= 0) || !(v[1] >= 0) || v[0] >= kTwo24 ||
-      v[0] != std::floor(v[0]) || v[1] != std::floor(v[1])) {
+  if (v.size() != 2 || !(v[0] >= 0) || !(v[1] >= 0) || v[0] >= kTwo24 || v[0] != std::floor(v[0]) ||
+      v[1] != std::floor(v[1])) {
     throw ConfigError("optimizer state '" + name + "' is not a step count");
   }
   return static_cast<int64_t>(v[0]) + (static_cast<int64_t>(v[1]) << 24);
@@ -363,7 +363,8 @@ OptimizerState Optimizer::state() const {
   OptimizerState out;
   const auto names = buffer_names();
   for (const auto& [name, slot] : slots_) {
-    for (size_t b = 0; b < names.size(); ++b) out.emplace_back(name + "." + names[b], slot.buffers[b]);
+    for (size_t b = 0; b < names.size(); ++b)
+      out.emplace_back(name + "." + names[b], slot.buffers[b]);
     out.emplace_back(name + ".step", encode_count(slot.count));
   }
   out.emplace_back("__steps__", encode_count(steps_));
@@ -424,7 +425,8 @@ void Optimizer::load_state(const OptimizerState& state) {
 }
 
 const std::vector<std::string>& optimizer_kinds() {
-  static const std::vector<std::string> kinds{"sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamw"};
+  static const std::vector<std::string> kinds{"sgd",     "adagrad", "adadelta",
+                                              "rmsprop", "adam",    "adamw"};
   return kinds;
 }
 
@@ -474,7 +476,8 @@ double clip_grad_norm(std::span<ParamRef> params, float max_norm) {
     for (; i + 8 <= p.size; i += 8)
       for (int k = 0; k < 8; ++k) lane[k] += static_cast<double>(g[i + k]) * g[i + k];
     for (; i < p.size; ++i) lane[0] += static_cast<double>(g[i]) * g[i];
-    total += ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    total +=
+        ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
   }
   const double norm = std::sqrt(total);
   if (max_norm > 0.0f) {

@@ -1,5 +1,5 @@
 // Optimizers of the trainer (SGD with momentum/Nesterov, AdaGrad, AdaDelta, RMSProp, Adam, AdamW)
-// behind one interface, with weight decay, per-parameter lr multipliers, freezing and global-norm clipping.
+// behind one interface: weight decay, per-parameter lr multipliers, freezing, global-norm clipping.
 #pragma once
 
 #include <cstdint>
@@ -30,13 +30,16 @@ struct ParamRef {
 
 // Settings of an optimizer; fields a kind does not use are ignored. The update equations are
 // those of torch.optim (documented there) with the same parameter names:
-//   sgd      momentum, dampening, nesterov, weight_decay          (PyTorch SGD)
-//   adagrad  eps, lr_decay, initial_accumulator, weight_decay     (PyTorch Adagrad; its default eps is 1e-10)
-//   adadelta rho, eps, weight_decay                               (PyTorch Adadelta; default eps 1e-6, lr 1.0)
-//   rmsprop  alpha, eps, momentum, centered, weight_decay         (PyTorch RMSprop; its default momentum is 0,
-//                                                                  ours is the shared 0.9: set it explicitly)
-//   adam     beta1, beta2, eps, weight_decay (L2, coupled), amsgrad
-//   adamw    beta1, beta2, eps, weight_decay (decoupled: p *= 1 - lr*wd before the Adam step), amsgrad
+//   sgd       momentum, dampening, nesterov, weight_decay             (PyTorch SGD)
+//   adagrad   eps, lr_decay, initial_accumulator, weight_decay        (PyTorch Adagrad)
+//   adadelta  rho, eps, weight_decay                                  (PyTorch Adadelta)
+//   rmsprop   alpha, eps, momentum, centered, weight_decay            (PyTorch RMSprop)
+//   adam      beta1, beta2, eps, weight_decay (L2, coupled), amsgrad  (PyTorch Adam)
+//   adamw     beta1, beta2, eps, weight_decay, amsgrad                (PyTorch AdamW: decoupled,
+//             p *= 1 - lr*wd before the Adam step)
+// Defaults that differ from PyTorch's: eps is 1e-8 for every kind (PyTorch: Adagrad 1e-10,
+// Adadelta 1e-6), and momentum 0.9 is shared by sgd and rmsprop (PyTorch's RMSprop: 0). Adadelta's
+// usual lr is 1.0; the lr is the caller's.
 // weight_decay is coupled L2 (added to the gradient) for every kind but adamw.
 // clip_norm > 0 rescales all non-frozen gradients before the update so that their global L2 norm
 // is at most clip_norm (torch.nn.utils.clip_grad_norm_ semantics, including its 1e-6 guard).
@@ -54,9 +57,9 @@ struct OptimizerSpec {
   float lr_decay = 0.0f;             // adagrad
   float initial_accumulator = 0.0f;  // adagrad
   bool nesterov = false;
-  bool centered = false;  // rmsprop
-  bool amsgrad = false;   // adam, adamw
-  float clip_norm = 0.0f; // 0 = off
+  bool centered = false;   // rmsprop
+  bool amsgrad = false;    // adam, adamw
+  float clip_norm = 0.0f;  // 0 = off
 };
 
 // Named float buffers that hold an optimizer's whole state ("<param>.<buffer>", "<param>.step",

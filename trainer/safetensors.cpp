@@ -68,13 +68,15 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
   for (const TensorView& t : tensors) {
     if (t.name.empty()) throw ConfigError("safetensors: empty tensor name");
     if (t.name == "__metadata__") throw ConfigError("safetensors: '__metadata__' is reserved");
-    if (!names.insert(t.name).second) throw ConfigError("safetensors: duplicate tensor '" + t.name + "'");
+    if (!names.insert(t.name).second)
+      throw ConfigError("safetensors: duplicate tensor '" + t.name + "'");
     int64_t count = 1;
     for (int64_t d : t.shape) {
       if (d < 0) throw ConfigError("safetensors: negative dimension in '" + t.name + "'");
       count *= d;
     }
-    if (count > 0 && t.data == nullptr) throw ConfigError("safetensors: no data for '" + t.name + "'");
+    if (count > 0 && t.data == nullptr)
+      throw ConfigError("safetensors: no data for '" + t.name + "'");
     order.push_back(&t);
   }
   // The reference writer orders by dtype alignment, then name; with one dtype that is by name.
@@ -91,7 +93,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
   for (const TensorView* t : order) {
     uint64_t bytes = 4;
     for (int64_t d : t->shape) bytes *= static_cast<uint64_t>(d);
-    header[t->name] = {{"dtype", "F32"}, {"shape", t->shape}, {"data_offsets", {offset, offset + bytes}}};
+    header[t->name] = {
+        {"dtype", "F32"}, {"shape", t->shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
@@ -101,8 +104,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
 
   namespace fs = std::filesystem;
   const fs::path target(path);
-  const fs::path tmp = target.parent_path() /
-                       (target.filename().string() + ".tmp." + std::to_string(::getpid()));
+  const fs::path tmp =
+      target.parent_path() / (target.filename().string() + ".tmp." + std::to_string(::getpid()));
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw DataError(path + ": cannot write (" + std::strerror(errno) + ")");
   bool ok = std::fwrite(&header_len, 8, 1, f) == 1 &&
@@ -168,7 +171,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
     if (name == "__metadata__") {
       if (!entry.is_object()) throw DataError(path + ": __metadata__ is not an object");
       for (const auto& [k, v] : entry.items()) {
-        if (!v.is_string()) throw DataError(path + ": metadata value of '" + k + "' is not a string");
+        if (!v.is_string())
+          throw DataError(path + ": metadata value of '" + k + "' is not a string");
         out.metadata[k] = v.get<std::string>();
       }
       continue;
@@ -193,9 +197,11 @@ SafetensorsFile read_safetensors(const std::string& path) {
     }
     uint64_t count = 1;
     for (const auto& d : js) {
-      if (!d.is_number_unsigned()) throw DataError(where + " has a negative or non-integer dimension");
+      if (!d.is_number_unsigned())
+        throw DataError(where + " has a negative or non-integer dimension");
       const uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && count > (uint64_t{1} << 48) / dim) throw DataError(where + " has an absurd shape");
+      if (dim != 0 && count > (uint64_t{1} << 48) / dim)
+        throw DataError(where + " has an absurd shape");
       count *= dim;
       t.shape.push_back(static_cast<int64_t>(dim));
     }
@@ -228,7 +234,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
         for (uint64_t i = 0; i < count; ++i) {
           uint16_t v;
           std::memcpy(&v, raw.data() + 2 * i, 2);
-          t.data[i] = bf16 ? std::bit_cast<float>(static_cast<uint32_t>(v) << 16) : half_to_float(v);
+          t.data[i] =
+              bf16 ? std::bit_cast<float>(static_cast<uint32_t>(v) << 16) : half_to_float(v);
         }
       }
     }
@@ -237,8 +244,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
   }
   // The reference reader demands that the tensors tile the data buffer exactly: no overlap, no
   // hole, nothing after the last one.
-  std::sort(spans.begin(), spans.end(),
-            [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
   uint64_t cursor = 0;
   for (const Span& s : spans) {
     if (s.begin != cursor) {

@@ -25,7 +25,8 @@ void validate(const ScheduleSpec& spec) {
     throw ConfigError("unknown learning-rate schedule '" + spec.kind + "' (valid: " + list + ")");
   }
   if (spec.warmup_steps < 0) throw ConfigError("schedule: warmup_steps must be >= 0");
-  if (spec.kind == "step" && spec.step_size < 1) throw ConfigError("schedule: step_size must be >= 1");
+  if (spec.kind == "step" && spec.step_size < 1)
+    throw ConfigError("schedule: step_size must be >= 1");
   if ((spec.kind == "step" || spec.kind == "exponential") && !(spec.gamma > 0.0f)) {
     throw ConfigError("schedule: gamma must be > 0");
   }
@@ -84,8 +85,10 @@ double one_cycle(const ScheduleSpec& s, double base_lr, int64_t t, int64_t total
 double main_schedule(const ScheduleSpec& s, double base_lr, int64_t t, int64_t total) {
   const std::string& k = s.kind;
   if (k == "constant") return base_lr;
-  if (k == "step") return base_lr * std::pow(static_cast<double>(s.gamma), static_cast<double>(t / s.step_size));
-  if (k == "exponential") return base_lr * std::pow(static_cast<double>(s.gamma), static_cast<double>(t));
+  if (k == "step")
+    return base_lr * std::pow(static_cast<double>(s.gamma), static_cast<double>(t / s.step_size));
+  if (k == "exponential")
+    return base_lr * std::pow(static_cast<double>(s.gamma), static_cast<double>(t));
   if (total < 1) throw ConfigError("schedule '" + k + "' needs the total number of steps (>= 1)");
   if (k == "cosine") {
     const double frac = std::min(1.0, static_cast<double>(t) / static_cast<double>(total));
@@ -103,7 +106,8 @@ double main_schedule(const ScheduleSpec& s, double base_lr, int64_t t, int64_t t
 float lr_at(const ScheduleSpec& spec, float base_lr, int64_t step, int64_t total_steps) {
   validate(spec);
   if (step < 0) throw ConfigError("schedule: step must be >= 0");
-  if ((spec.kind == "cosine" || spec.kind == "linear" || spec.kind == "onecycle") && total_steps < 1) {
+  if ((spec.kind == "cosine" || spec.kind == "linear" || spec.kind == "onecycle") &&
+      total_steps < 1) {
     throw ConfigError("schedule '" + spec.kind + "' needs the total number of steps (>= 1)");
   }
   const int64_t w = spec.warmup_steps;

@@ -25,15 +25,15 @@ namespace kestrel::trainer {
 // schedule runs with t - warmup_steps over T = total_steps - warmup_steps.
 struct ScheduleSpec {
   std::string kind = "constant";
-  int64_t step_size = 1;     // step
-  float gamma = 0.1f;        // step, exponential
-  float min_lr = 0.0f;       // cosine, linear
-  int64_t warmup_steps = 0;  // any kind
-  float max_lr = 0.0f;       // onecycle
-  float pct_start = 0.3f;    // onecycle
-  float div_factor = 25.0f;  // onecycle
+  int64_t step_size = 1;          // step
+  float gamma = 0.1f;             // step, exponential
+  float min_lr = 0.0f;            // cosine, linear
+  int64_t warmup_steps = 0;       // any kind
+  float max_lr = 0.0f;            // onecycle
+  float pct_start = 0.3f;         // onecycle
+  float div_factor = 25.0f;       // onecycle
   float final_div_factor = 1e4f;  // onecycle
-  bool three_phase = false;  // onecycle
+  bool three_phase = false;       // onecycle
 };
 
 // The kinds lr_at accepts.

@@ -1,10 +1,7 @@
 // Tests of trainer/data: IDX and CSV readers (good, truncated, corrupt files), split, subset,
 // normalization and the batch loader's order, determinism, resume and augmentation.
-#include "trainer/data.hpp"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <omp.h>
 
 #include <algorithm>
@@ -14,6 +11,7 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "trainer/data.hpp"
 
 namespace kestrel::trainer::testing {
 extern std::atomic<long> g_allocations;  // counted by the operator new in test_optim.cpp
@@ -28,7 +26,8 @@ std::string fixture(const std::string& name) {
   return std::string(KESTREL_SOURCE_DIR) + "/tests/trainer/fixtures/" + name;
 }
 
-// Runs f and returns the DataError message, failing the test when nothing (or another type) is thrown.
+// Runs f and returns the DataError message, failing the test when nothing (or another type) is
+// thrown.
 template <class F>
 std::string data_error_of(F&& f) {
   try {
@@ -73,23 +72,25 @@ TEST(LoadIdx, ReadsTinyFixtureWithScaledPixelsAndLabels) {
 }
 
 TEST(LoadIdx, GzipFilesGiveTheSameDataAsPlainFiles) {
-  const Dataset plain = load_idx(fixture("tiny-images-idx3-ubyte"), fixture("tiny-labels-idx1-ubyte"));
-  const Dataset gz = load_idx(fixture("tiny-images-idx3-ubyte.gz"), fixture("tiny-labels-idx1-ubyte.gz"));
+  const Dataset plain =
+      load_idx(fixture("tiny-images-idx3-ubyte"), fixture("tiny-labels-idx1-ubyte"));
+  const Dataset gz =
+      load_idx(fixture("tiny-images-idx3-ubyte.gz"), fixture("tiny-labels-idx1-ubyte.gz"));
   EXPECT_EQ(plain.x, gz.x);
   EXPECT_EQ(plain.y, gz.y);
 }
 
 TEST(LoadIdx, LimitReadsOnlyTheFirstSamples) {
-  const Dataset d = load_idx(fixture("tiny-images-idx3-ubyte.gz"), fixture("tiny-labels-idx1-ubyte.gz"), 2);
+  const Dataset d =
+      load_idx(fixture("tiny-images-idx3-ubyte.gz"), fixture("tiny-labels-idx1-ubyte.gz"), 2);
   EXPECT_EQ(d.n, 2);
   EXPECT_EQ(d.x.size(), 24u);
   EXPECT_EQ(d.y, (std::vector<int32_t>{3, 0}));
 }
 
 TEST(LoadIdx, TruncatedImageFileIsADataErrorNamingTheFile) {
-  const std::string msg = data_error_of([] {
-    load_idx(fixture("truncated-images-idx3-ubyte"), fixture("tiny-labels-idx1-ubyte"));
-  });
+  const std::string msg = data_error_of(
+      [] { load_idx(fixture("truncated-images-idx3-ubyte"), fixture("tiny-labels-idx1-ubyte")); });
   EXPECT_THAT(msg, HasSubstr("truncated-images-idx3-ubyte"));
   EXPECT_THAT(msg, HasSubstr("truncated"));
 }
@@ -102,39 +103,34 @@ TEST(LoadIdx, TruncatedGzipFileIsADataError) {
 }
 
 TEST(LoadIdx, CorruptGzipStreamIsADataError) {
-  const std::string msg = data_error_of([] {
-    load_idx(fixture("corrupt-images-idx3-ubyte.gz"), fixture("tiny-labels-idx1-ubyte"));
-  });
+  const std::string msg = data_error_of(
+      [] { load_idx(fixture("corrupt-images-idx3-ubyte.gz"), fixture("tiny-labels-idx1-ubyte")); });
   EXPECT_THAT(msg, HasSubstr("corrupt-images-idx3-ubyte.gz"));
 }
 
 TEST(LoadIdx, WrongMagicIsADataError) {
-  const std::string msg = data_error_of([] {
-    load_idx(fixture("wrongmagic-images-idx3-ubyte"), fixture("tiny-labels-idx1-ubyte"));
-  });
+  const std::string msg = data_error_of(
+      [] { load_idx(fixture("wrongmagic-images-idx3-ubyte"), fixture("tiny-labels-idx1-ubyte")); });
   EXPECT_THAT(msg, HasSubstr("wrongmagic-images-idx3-ubyte"));
   EXPECT_THAT(msg, HasSubstr("magic"));
 }
 
 TEST(LoadIdx, LabelFileGivenAsImagesIsRefusedByDimensionCount) {
-  const std::string msg = data_error_of([] {
-    load_idx(fixture("tiny-labels-idx1-ubyte"), fixture("tiny-labels-idx1-ubyte"));
-  });
+  const std::string msg = data_error_of(
+      [] { load_idx(fixture("tiny-labels-idx1-ubyte"), fixture("tiny-labels-idx1-ubyte")); });
   EXPECT_THAT(msg, HasSubstr("dimensions"));
 }
 
 TEST(LoadIdx, ImageAndLabelCountMismatchIsADataError) {
-  const std::string msg = data_error_of([] {
-    load_idx(fixture("tiny-images-idx3-ubyte"), fixture("short-labels-idx1-ubyte"));
-  });
+  const std::string msg = data_error_of(
+      [] { load_idx(fixture("tiny-images-idx3-ubyte"), fixture("short-labels-idx1-ubyte")); });
   EXPECT_THAT(msg, HasSubstr("count mismatch"));
   EXPECT_THAT(msg, HasSubstr("short-labels-idx1-ubyte"));
 }
 
 TEST(LoadIdx, MissingFileIsADataError) {
-  const std::string msg = data_error_of([] {
-    load_idx(fixture("no-such-file"), fixture("tiny-labels-idx1-ubyte"));
-  });
+  const std::string msg =
+      data_error_of([] { load_idx(fixture("no-such-file"), fixture("tiny-labels-idx1-ubyte")); });
   EXPECT_THAT(msg, HasSubstr("not found"));
 }
 
@@ -316,7 +312,8 @@ TEST(Normalizer, PerFeatureFitScalesEachColumn) {
 // ---- BatchLoader -------------------------------------------------------------------------------
 
 // Drains one epoch and returns the sample ids in the order they came out, plus batch sizes.
-std::vector<int> drain(BatchLoader& loader, const Dataset& d, std::vector<int64_t>* sizes = nullptr) {
+std::vector<int> drain(BatchLoader& loader, const Dataset& d,
+                       std::vector<int64_t>* sizes = nullptr) {
   std::vector<float> x(static_cast<size_t>(loader.batch_size() * d.sample_size()));
   std::vector<int32_t> y(static_cast<size_t>(loader.batch_size()));
   std::vector<int> ids;
@@ -457,7 +454,8 @@ TEST(BatchLoader, OutputDoesNotDependOnTheThreadCount) {
     BatchLoader l(d, 256, true, 17, aug);
     std::vector<float> x(static_cast<size_t>(256 * d.sample_size())), all;
     std::vector<int32_t> y(256);
-    while (int64_t n = l.next(x.data(), y.data())) all.insert(all.end(), x.begin(), x.begin() + n * d.sample_size());
+    while (int64_t n = l.next(x.data(), y.data()))
+      all.insert(all.end(), x.begin(), x.begin() + n * d.sample_size());
     return all;
   };
   const auto one = run(1);

@@ -1,7 +1,5 @@
 // Tests of trainer/optim: every update rule against hand-computed steps, freezing, lr multipliers,
 // weight-decay exemption, gradient clipping, state save/load and thread-count independence.
-#include "trainer/optim.hpp"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -13,6 +11,7 @@
 #include <new>
 
 #include "common/error.hpp"
+#include "trainer/optim.hpp"
 
 // Counts every allocation through the global operator new, so tests can prove that a hot path
 // does not allocate. Replacing operator new is process-wide; it only counts and forwards to
@@ -92,12 +91,14 @@ TEST(Sgd, MomentumWithCoupledWeightDecay) {
 }
 
 TEST(Sgd, DampeningAppliesFromTheSecondStep) {
-  // b1 = g (PyTorch: no dampening on the first step), b_t = mu*b + (1-dampening)*g; mu 0.9, damp 0.5.
+  // b1 = g (PyTorch: no dampening on the first step), b_t = mu*b + (1-dampening)*g; mu 0.9, damp
+  // 0.5.
   OptimizerSpec s = spec_of("sgd");
   s.momentum = 0.9f;
   s.dampening = 0.5f;
-  expect_trajectory(three_steps(s, 0.1f),
-                    {{0.99f, -1.98f, 0.47f}, {0.961f, -1.962f, 0.448f}, {0.9499f, -1.9558f, 0.4182f}});
+  expect_trajectory(
+      three_steps(s, 0.1f),
+      {{0.99f, -1.98f, 0.47f}, {0.961f, -1.962f, 0.448f}, {0.9499f, -1.9558f, 0.4182f}});
 }
 
 TEST(Sgd, Nesterov) {
@@ -105,8 +106,9 @@ TEST(Sgd, Nesterov) {
   OptimizerSpec s = spec_of("sgd");
   s.momentum = 0.9f;
   s.nesterov = true;
-  expect_trajectory(three_steps(s, 0.1f),
-                    {{0.981f, -1.962f, 0.443f}, {0.8969f, -1.9458f, 0.4377f}, {0.91421f, -1.96922f, 0.38593f}});
+  expect_trajectory(
+      three_steps(s, 0.1f),
+      {{0.981f, -1.962f, 0.443f}, {0.8969f, -1.9458f, 0.4377f}, {0.91421f, -1.96922f, 0.38593f}});
 }
 
 TEST(Adagrad, AccumulatesSquaredGradients) {
@@ -166,9 +168,10 @@ TEST(Rmsprop, CenteredWithMomentum) {
 TEST(Adam, BiasCorrectedMoments) {
   // m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
   // p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). b1 .9, b2 .999, eps 1e-8, lr 0.1.
-  expect_trajectory(three_steps(spec_of("adam"), 0.1f), {{0.90000001f, -1.9f, 0.400000003f},
-                                                         {0.811562364f, -1.83299418f, 0.359978148f},
-                                                         {0.793891534f, -1.84158096f, 0.299669502f}});
+  expect_trajectory(three_steps(spec_of("adam"), 0.1f),
+                    {{0.90000001f, -1.9f, 0.400000003f},
+                     {0.811562364f, -1.83299418f, 0.359978148f},
+                     {0.793891534f, -1.84158096f, 0.299669502f}});
 }
 
 TEST(Adam, CoupledWeightDecayEntersTheMoments) {
@@ -217,60 +220,107 @@ OptimizerSpec golden_spec(const std::string& kind, void (*set)(OptimizerSpec&)) 
 
 TEST(Optimizer, MatchesTorchOptimFloat32Trajectories) {
   const std::vector<GoldenCase> cases{
-      {"sgd plain", golden_spec("sgd", [](OptimizerSpec& s) { s.momentum = 0.0f; }), 0.1f,
+      {"sgd plain",
+       golden_spec("sgd", [](OptimizerSpec& s) { s.momentum = 0.0f; }),
+       0.1f,
        {{0.99000001f, -1.98000002f, 0.469999999f},
         {0.949999988f, -1.98000002f, 0.479999989f},
         {0.980000019f, -2.0f, 0.459999979f}}},
-      {"sgd momentum wd", golden_spec("sgd", [](OptimizerSpec& s) { s.momentum = 0.9f; s.weight_decay = 0.01f; }),
+      {"sgd momentum wd",
+       golden_spec("sgd",
+                   [](OptimizerSpec& s) {
+                     s.momentum = 0.9f;
+                     s.weight_decay = 0.01f;
+                   }),
        0.1f,
        {{0.989000022f, -1.97800004f, 0.469500005f},
         {0.938111007f, -1.95622206f, 0.451580495f},
         {0.921372771f, -1.95466566f, 0.415001363f}}},
-      {"sgd dampening", golden_spec("sgd", [](OptimizerSpec& s) { s.momentum = 0.9f; s.dampening = 0.5f; }), 0.1f,
+      {"sgd dampening",
+       golden_spec("sgd",
+                   [](OptimizerSpec& s) {
+                     s.momentum = 0.9f;
+                     s.dampening = 0.5f;
+                   }),
+       0.1f,
        {{0.99000001f, -1.98000002f, 0.469999999f},
         {0.961000025f, -1.96200001f, 0.447999984f},
         {0.949900031f, -1.95580006f, 0.418199986f}}},
-      {"sgd nesterov", golden_spec("sgd", [](OptimizerSpec& s) { s.momentum = 0.9f; s.nesterov = true; }), 0.1f,
+      {"sgd nesterov",
+       golden_spec("sgd",
+                   [](OptimizerSpec& s) {
+                     s.momentum = 0.9f;
+                     s.nesterov = true;
+                   }),
+       0.1f,
        {{0.981000006f, -1.96200001f, 0.442999989f},
         {0.896899998f, -1.94580007f, 0.437699974f},
         {0.914210021f, -1.96922004f, 0.385929972f}}},
-      {"adagrad", golden_spec("adagrad", [](OptimizerSpec& s) { s.eps = 1e-10f; }), 0.1f,
+      {"adagrad",
+       golden_spec("adagrad", [](OptimizerSpec& s) { s.eps = 1e-10f; }),
+       0.1f,
        {{0.899999976f, -1.89999998f, 0.400000006f},
         {0.802985728f, -1.89999998f, 0.431622773f},
         {0.861820579f, -1.97071064f, 0.37817052f}}},
       {"adagrad lr_decay wd",
-       golden_spec("adagrad", [](OptimizerSpec& s) { s.eps = 1e-10f; s.lr_decay = 0.5f; s.weight_decay = 0.1f; }),
+       golden_spec("adagrad",
+                   [](OptimizerSpec& s) {
+                     s.eps = 1e-10f;
+                     s.lr_decay = 0.5f;
+                     s.weight_decay = 0.1f;
+                   }),
        0.1f,
        {{0.899999976f, -1.89999998f, 0.400000006f},
         {0.838276803f, -1.87139618f, 0.411264271f},
         {0.857183218f, -1.87284768f, 0.383176297f}}},
-      {"adadelta", golden_spec("adadelta", [](OptimizerSpec& s) { s.rho = 0.9f; s.eps = 1e-6f; }), 1.0f,
+      {"adadelta",
+       golden_spec("adadelta",
+                   [](OptimizerSpec& s) {
+                     s.rho = 0.9f;
+                     s.eps = 1e-6f;
+                   }),
+       1.0f,
        {{0.996839285f, -1.99683809f, 0.496837884f},
         {0.9924891f, -1.99683809f, 0.498320252f},
         {0.996243358f, -2.00007772f, 0.495683074f}}},
-      {"rmsprop", golden_spec("rmsprop", [](OptimizerSpec& s) { s.momentum = 0.0f; }), 0.01f,
+      {"rmsprop",
+       golden_spec("rmsprop", [](OptimizerSpec& s) { s.momentum = 0.0f; }),
+       0.01f,
        {{0.900000095f, -1.9000001f, 0.400000036f},
         {0.802957296f, -1.9000001f, 0.431766063f},
         {0.86199671f, -1.97106516f, 0.377949148f}}},
       {"rmsprop centered momentum",
-       golden_spec("rmsprop", [](OptimizerSpec& s) { s.alpha = 0.9f; s.momentum = 0.5f; s.centered = true; }),
+       golden_spec("rmsprop",
+                   [](OptimizerSpec& s) {
+                     s.alpha = 0.9f;
+                     s.momentum = 0.5f;
+                     s.centered = true;
+                   }),
        0.01f,
        {{0.966666698f, -1.9666667f, 0.466666669f},
         {0.91678071f, -1.95000005f, 0.460653394f},
         {0.911198139f, -1.96519518f, 0.438528687f}}},
-      {"adam", golden_spec("adam", [](OptimizerSpec&) {}), 0.1f,
+      {"adam",
+       golden_spec("adam", [](OptimizerSpec&) {}),
+       0.1f,
        {{0.899999976f, -1.89999998f, 0.400000006f},
         {0.8115623f, -1.8329941f, 0.359978139f},
         {0.79389149f, -1.84158087f, 0.299669504f}}},
-      {"adam wd", golden_spec("adam", [](OptimizerSpec& s) { s.weight_decay = 0.1f; }), 0.1f,
+      {"adam wd",
+       golden_spec("adam", [](OptimizerSpec& s) { s.weight_decay = 0.1f; }),
+       0.1f,
        {{0.899999976f, -1.89999998f, 0.400000006f},
         {0.805788875f, -1.80753994f, 0.346537828f},
         {0.762998998f, -1.73891187f, 0.276827037f}}},
-      {"adam amsgrad", golden_spec("adam", [](OptimizerSpec& s) { s.amsgrad = true; }), 0.1f,
+      {"adam amsgrad",
+       golden_spec("adam", [](OptimizerSpec& s) { s.amsgrad = true; }),
+       0.1f,
        {{0.899999976f, -1.89999998f, 0.400000006f},
         {0.8115623f, -1.83302772f, 0.359978139f},
         {0.79389149f, -1.84161448f, 0.299669504f}}},
-      {"adamw", golden_spec("adamw", [](OptimizerSpec& s) { s.weight_decay = 0.1f; }), 0.1f,
+      {"adamw",
+       golden_spec("adamw", [](OptimizerSpec& s) { s.weight_decay = 0.1f; }),
+       0.1f,
        {{0.889999986f, -1.88f, 0.395000011f},
         {0.792662323f, -1.7941941f, 0.351028144f},
         {0.767064869f, -1.78483891f, 0.287209243f}}},
@@ -279,7 +329,8 @@ TEST(Optimizer, MatchesTorchOptimFloat32Trajectories) {
     const auto got = three_steps(c.spec, c.lr);
     for (size_t s = 0; s < 3; ++s)
       for (size_t i = 0; i < 3; ++i)
-        EXPECT_NEAR(got[s][i], c.torch[s][i], 3e-7) << c.name << ", step " << s + 1 << ", element " << i;
+        EXPECT_NEAR(got[s][i], c.torch[s][i], 3e-7)
+            << c.name << ", step " << s + 1 << ", element " << i;
   }
 }
 
@@ -291,12 +342,14 @@ TEST(Optimizer, FrozenParamsAreBitIdenticalForEveryKind) {
     auto opt = make_optimizer(s);
     Vec a{1.0f, 2.0f}, ga{0.5f, -0.5f}, b{0.1f, -0.3f}, gb{1.0f, 1.0f};
     const Vec a0 = a, ga0 = ga, b0 = b;
-    std::vector<ParamRef> params{{"a", a.data(), ga.data(), 2, true}, {"b", b.data(), gb.data(), 2}};
+    std::vector<ParamRef> params{{"a", a.data(), ga.data(), 2, true},
+                                 {"b", b.data(), gb.data(), 2}};
     opt->step(params, 0.1f);
     EXPECT_EQ(std::memcmp(a.data(), a0.data(), sizeof(float) * 2), 0) << kind;
     EXPECT_EQ(ga, ga0) << kind << ": a frozen gradient is not clipped either";
     EXPECT_NE(b, b0) << kind << ": the unfrozen parameter moves";
-    for (const auto& [name, buf] : opt->state()) EXPECT_NE(name.rfind("a.", 0), 0u) << kind << ": " << name;
+    for (const auto& [name, buf] : opt->state())
+      EXPECT_NE(name.rfind("a.", 0), 0u) << kind << ": " << name;
   }
 }
 

@@ -1,7 +1,5 @@
 // Tests of trainer/safetensors: round trip, the exact byte layout of the published format,
 // reading half/bfloat16/double files, and clear DataErrors for truncated or corrupt files.
-#include "trainer/safetensors.hpp"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -11,6 +9,7 @@
 #include <fstream>
 
 #include "common/error.hpp"
+#include "trainer/safetensors.hpp"
 
 namespace kestrel::trainer {
 namespace {
@@ -22,19 +21,21 @@ class Safetensors : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           ("kestrel_st_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
-            "_" + std::to_string(::getpid()));
+           ("kestrel_st_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
+            std::to_string(::getpid()));
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   // Writes header_json (padded as given) and data as a raw safetensors file.
-  std::string raw_file(const std::string& name, const std::string& header_json, const std::string& data,
-                       int64_t declared_len = -1) {
+  std::string raw_file(const std::string& name, const std::string& header_json,
+                       const std::string& data, int64_t declared_len = -1) {
     const std::string p = path(name);
     std::ofstream out(p, std::ios::binary);
-    const uint64_t len = declared_len >= 0 ? static_cast<uint64_t>(declared_len) : header_json.size();
+    const uint64_t len =
+        declared_len >= 0 ? static_cast<uint64_t>(declared_len) : header_json.size();
     out.write(reinterpret_cast<const char*>(&len), 8);
     out << header_json << data;
     return p;
@@ -62,7 +63,9 @@ TEST_F(Safetensors, RoundTripKeepsShapesValuesAndMetadata) {
   const std::vector<float> b{0.5f, 0.25f};
   const float s = 42.0f;
   write_safetensors(path("m.safetensors"),
-                    {{"fc.weight", {2, 3}, w.data()}, {"fc.bias", {2}, b.data()}, {"scalar", {}, &s},
+                    {{"fc.weight", {2, 3}, w.data()},
+                     {"fc.bias", {2}, b.data()},
+                     {"scalar", {}, &s},
                      {"empty", {0, 4}, nullptr}},
                     {{"format", "pt"}, {"epoch", "3"}});
   const SafetensorsFile f = read_safetensors(path("m.safetensors"));
@@ -88,7 +91,8 @@ TEST_F(Safetensors, RoundTripKeepsShapesValuesAndMetadata) {
 TEST_F(Safetensors, WriterProducesThePublishedByteLayout) {
   const std::vector<float> a{1.0f, 2.0f};
   const std::vector<float> z{3.0f};
-  write_safetensors(path("x.safetensors"), {{"z", {1}, z.data()}, {"a", {2}, a.data()}}, {{"format", "pt"}});
+  write_safetensors(path("x.safetensors"), {{"z", {1}, z.data()}, {"a", {2}, a.data()}},
+                    {{"format", "pt"}});
   std::ifstream in(path("x.safetensors"), std::ios::binary);
   const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   // 8-byte little-endian header length, JSON padded with spaces to a multiple of 8, then the
@@ -122,10 +126,9 @@ TEST_F(Safetensors, ReadsHalfBfloatAndDoubleTensorsInAnyHeaderOrder) {
   std::string data(reinterpret_cast<const char*>(d), 8);
   data += std::string(reinterpret_cast<const char*>(h), 6);
   data += std::string(reinterpret_cast<const char*>(bf), 2);
-  const std::string header =
-      R"({"h":{"dtype":"F16","shape":[3],"data_offsets":[8,14]},)"
-      R"("b":{"dtype":"BF16","shape":[1,1],"data_offsets":[14,16]},)"
-      R"("d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})";
+  const std::string header = R"({"h":{"dtype":"F16","shape":[3],"data_offsets":[8,14]},)"
+                             R"("b":{"dtype":"BF16","shape":[1,1],"data_offsets":[14,16]},)"
+                             R"("d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})";
   const SafetensorsFile f = read_safetensors(raw_file("mixed.safetensors", header, data));
   EXPECT_EQ(f.tensors.at("h").data, (std::vector<float>{1.0f, -2.0f, 0x1.0p-24f}));
   EXPECT_EQ(f.tensors.at("h").dtype, "F16");
@@ -144,7 +147,8 @@ TEST_F(Safetensors, TruncatedDataIsADataError) {
 }
 
 TEST_F(Safetensors, TruncatedHeaderAndTinyFilesAreDataErrors) {
-  EXPECT_THAT(read_error(raw_file("short.safetensors", R"({"a":1})", "", 4000)), HasSubstr("truncated"));
+  EXPECT_THAT(read_error(raw_file("short.safetensors", R"({"a":1})", "", 4000)),
+              HasSubstr("truncated"));
   const std::string p = path("tiny.safetensors");
   std::ofstream(p) << "abc";
   EXPECT_THAT(read_error(p), HasSubstr("truncated"));
@@ -152,7 +156,8 @@ TEST_F(Safetensors, TruncatedHeaderAndTinyFilesAreDataErrors) {
 }
 
 TEST_F(Safetensors, AbsurdHeaderLengthIsADataError) {
-  EXPECT_THAT(read_error(raw_file("huge.safetensors", "{}", "", int64_t{1} << 40)), HasSubstr("implausible"));
+  EXPECT_THAT(read_error(raw_file("huge.safetensors", "{}", "", int64_t{1} << 40)),
+              HasSubstr("implausible"));
 }
 
 TEST_F(Safetensors, InvalidJsonHeaderIsADataError) {
@@ -161,8 +166,9 @@ TEST_F(Safetensors, InvalidJsonHeaderIsADataError) {
 }
 
 TEST_F(Safetensors, ShapeDisagreeingWithOffsetsIsADataError) {
-  const std::string msg = read_error(raw_file(
-      "shape.safetensors", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')));
+  const std::string msg = read_error(
+      raw_file("shape.safetensors", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+               std::string(8, '\0')));
   EXPECT_THAT(msg, HasSubstr("'w'"));
 }
 
@@ -178,14 +184,16 @@ TEST_F(Safetensors, HolesAndTrailingBytesAreDataErrors) {
 }
 
 TEST_F(Safetensors, UnsupportedDtypeIsADataError) {
-  EXPECT_THAT(read_error(raw_file("i8.safetensors", R"({"w":{"dtype":"I8","shape":[1],"data_offsets":[0,1]}})",
+  EXPECT_THAT(read_error(raw_file("i8.safetensors",
+                                  R"({"w":{"dtype":"I8","shape":[1],"data_offsets":[0,1]}})",
                                   std::string(1, '\0'))),
               HasSubstr("I8"));
 }
 
 TEST_F(Safetensors, WriterRefusesDuplicateAndReservedNames) {
   const float v = 1.0f;
-  EXPECT_THROW(write_safetensors(path("d.safetensors"), {{"a", {1}, &v}, {"a", {1}, &v}}), ConfigError);
+  EXPECT_THROW(write_safetensors(path("d.safetensors"), {{"a", {1}, &v}, {"a", {1}, &v}}),
+               ConfigError);
   EXPECT_THROW(write_safetensors(path("d.safetensors"), {{"__metadata__", {1}, &v}}), ConfigError);
   EXPECT_THROW(write_safetensors(path("d.safetensors"), {{"a", {-1}, &v}}), ConfigError);
   EXPECT_FALSE(fs::exists(path("d.safetensors")));

@@ -1,13 +1,12 @@
 // Tests of trainer/schedule: each learning-rate policy at known points, warm-up composition,
 // one-cycle against PyTorch OneCycleLR's formula, and refusal of bad settings.
-#include "trainer/schedule.hpp"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 
 #include "common/error.hpp"
+#include "trainer/schedule.hpp"
 
 namespace kestrel::trainer::testing {
 extern std::atomic<long> g_allocations;  // counted by the operator new in test_optim.cpp
@@ -88,7 +87,7 @@ TEST(Schedule, OneCycleFollowsPyTorchOneCycleLR) {
   EXPECT_FLOAT_EQ(lr_at(s, 0.5f, 0, 100), 0.04f);
   EXPECT_FLOAT_EQ(lr_at(s, 0.5f, 10, 100), 0.295163948f);  // anneal(0.04, 1, 10/29)
   EXPECT_FLOAT_EQ(lr_at(s, 0.5f, 29, 100), 1.0f);
-  EXPECT_FLOAT_EQ(lr_at(s, 0.5f, 64, 100), 0.500002f);     // anneal(1, 4e-6, 35/70)
+  EXPECT_FLOAT_EQ(lr_at(s, 0.5f, 64, 100), 0.500002f);  // anneal(1, 4e-6, 35/70)
   EXPECT_FLOAT_EQ(lr_at(s, 0.5f, 99, 100), 4e-6f);
   // max_lr unset: the base lr is the peak.
   s.max_lr = 0.0f;
@@ -103,7 +102,7 @@ TEST(Schedule, OneCycleThreePhase) {
   EXPECT_FLOAT_EQ(lr_at(s, 1.0f, 29, 100), 1.0f);
   EXPECT_FLOAT_EQ(lr_at(s, 1.0f, 40, 100), 0.697666315f);  // anneal(1, 0.04, 11/29)
   EXPECT_FLOAT_EQ(lr_at(s, 1.0f, 58, 100), 0.04f);
-  EXPECT_FLOAT_EQ(lr_at(s, 1.0f, 80, 100), 0.0177085609f); // anneal(0.04, 4e-6, 22/41)
+  EXPECT_FLOAT_EQ(lr_at(s, 1.0f, 80, 100), 0.0177085609f);  // anneal(0.04, 4e-6, 22/41)
   EXPECT_FLOAT_EQ(lr_at(s, 1.0f, 99, 100), 4e-6f);
 }
 
@@ -136,7 +135,8 @@ TEST(Schedule, BadSettingsAreConfigErrors) {
   try {
     validate(spec_of("triangle"));
   } catch (const ConfigError& e) {
-    EXPECT_THAT(e.what(), ::testing::HasSubstr("constant, step, exponential, cosine, linear, onecycle"));
+    EXPECT_THAT(e.what(),
+                ::testing::HasSubstr("constant, step, exponential, cosine, linear, onecycle"));
   }
 }
 

@@ -449,6 +449,7 @@ TEST(BatchLoader, AugmentationIsDeterministicAndActuallyCropsAndFlips) {
 TEST(BatchLoader, OutputDoesNotDependOnTheThreadCount) {
   const Dataset d = numbered(512, 3, 8, 8, 10);
   const Augment aug{2, true};
+  const int saved_threads = omp_get_max_threads();
   auto run = [&](int threads) {
     omp_set_num_threads(threads);
     BatchLoader l(d, 256, true, 17, aug);
@@ -460,7 +461,7 @@ TEST(BatchLoader, OutputDoesNotDependOnTheThreadCount) {
   };
   const auto one = run(1);
   const auto two = run(2);
-  omp_set_num_threads(omp_get_num_procs());
+  omp_set_num_threads(saved_threads);
   EXPECT_EQ(one, two);
 }
 

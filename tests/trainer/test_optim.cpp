@@ -504,7 +504,8 @@ TEST(Optimizer, ResultDoesNotDependOnTheThreadCount) {
   // Large enough to take the OpenMP path in every kind.
   const int64_t n = 70001;  // above the parallel threshold (65536), odd: the last block has a tail
   for (const std::string& kind : optimizer_kinds()) {
-    auto run = [&](int threads) {
+    const int saved_threads = omp_get_max_threads();
+  auto run = [&](int threads) {
       omp_set_num_threads(threads);
       OptimizerSpec s = spec_of(kind);
       s.weight_decay = 0.01f;
@@ -520,7 +521,7 @@ TEST(Optimizer, ResultDoesNotDependOnTheThreadCount) {
       return p;
     };
     const Vec one = run(1), two = run(2);
-    omp_set_num_threads(omp_get_num_procs());
+    omp_set_num_threads(saved_threads);
     EXPECT_EQ(std::memcmp(one.data(), two.data(), sizeof(float) * n), 0) << kind;
   }
 }

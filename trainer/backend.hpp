@@ -80,8 +80,10 @@ class Backend {
 
   // ---- pooling ----
   virtual void maxpool_forward(float* out, const float* in, const PoolDims& d) = 0;
+  // relu_input: `in` is the output of a ReLU and din is the gradient w.r.t. that ReLU's input, so
+  // the ReLU's backward is folded in (a window passes its gradient only when its maximum is > 0).
   virtual void maxpool_backward(float* din, const float* dout, const float* in, const float* out,
-                                const PoolDims& d, bool accumulate) = 0;
+                                const PoolDims& d, bool accumulate, bool relu_input) = 0;
   // Average over the window, padding counted as zeros (PyTorch's count_include_pad=True).
   virtual void avgpool_forward(float* out, const float* in, const PoolDims& d) = 0;
   virtual void avgpool_backward(float* din, const float* dout, const PoolDims& d, bool accumulate) = 0;

@@ -122,6 +122,13 @@ Model::Model(Graph graph, Backend& backend, uint64_t seed)
       ++readers[src];
       reader[src] = id;
     }
+  relu_before_pool_.assign(nodes.size(), -1);
+  for (int id = 1; id <= graph_.output(); ++id) {
+    const Node& nd = nodes[id];
+    if (nd.op.kind != OpKind::kMaxPool) continue;
+    const int r = nd.inputs[0];
+    if (r > 0 && nodes[r].op.kind == OpKind::kReLU && readers[r] == 1) relu_before_pool_[id] = r;
+  }
   for (int id = 1; id < graph_.output(); ++id) {
     const OpKind k = nodes[id].op.kind;
     if ((k == OpKind::kLinear || k == OpKind::kConv2d) && readers[id] == 1 &&
@@ -368,7 +375,9 @@ void Model::backward(const float* dout, bool want_input_grad) {
     needs_grad_[id] = need;
   }
   written_[out] = 1;
+  backward_done_.assign(nodes.size(), 0);
   for (int id = out; id >= 1; --id) {
+    if (backward_done_[id]) continue;
     if (needs_grad_[id] && written_[id]) {
       backward_node(id, last_n_);
     } else {
@@ -420,7 +429,17 @@ void Model::backward_node(int id, int n) {
     case OpKind::kAvgPool: {
       if (!din) break;
       PoolDims d{n, in_shape.c, in_shape.h, in_shape.w, op.kernel, op.stride, op.padding};
-      if (op.kind == OpKind::kMaxPool) be.maxpool_backward(din, g, in, b.out, d, acc);
+      if (op.kind == OpKind::kMaxPool && relu_before_pool_[id] >= 0) {
+        // Straight through the ReLU to its input's gradient (see relu_before_pool_).
+        const int r = relu_before_pool_[id], src = graph_.node(r).inputs[0];
+        backward_done_[r] = 1;
+        if (float* dsrc = grad_of(src)) {
+          be.maxpool_backward(dsrc, g, in, b.out, d, written_[src], true);
+          written_[src] = 1;
+        }
+        return;
+      }
+      if (op.kind == OpKind::kMaxPool) be.maxpool_backward(din, g, in, b.out, d, acc, false);
       else be.avgpool_backward(din, g, d, acc);
       break;
     }

@@ -120,6 +120,10 @@ class Model {
   // over the activations less); fused_relu_[producer] is that ReLU's id, -1 otherwise.
   std::vector<int> fused_relu_;
   std::vector<char> relu_fused_;  // per node: a ReLU computed by its producer
+  // MaxPool nodes reading a ReLU that nothing else reads backpropagate through both at once
+  // (the ReLU's backward pass is skipped): relu_before_pool_[pool] is that ReLU's id, -1 otherwise.
+  std::vector<int> relu_before_pool_;
+  std::vector<char> backward_done_;  // per node, per backward(): already handled by a fused node
   int batch_ = 0;
   int last_n_ = 0;
   bool last_train_ = false;

@@ -162,15 +162,27 @@ TEST(LayerGradients, AddAndConcatBranches) {
   expect_ok(g);
 }
 
-// Conv2d -> ReLU and Linear -> ReLU run fused (the producer writes the ReLU's output). Finite
+TEST(LayerGradients, ReluThenMaxPoolBackpropagatedTogether) {
+  // A ReLU read only by a max pool is backpropagated by the pool in one pass.
+  Graph g({2, 6, 6});
+  const int r = g.add(ops::relu(), g.input());
+  g.add(ops::max_pool(2), r);
+  GradCheckOptions opt;
+  opt.input = kink_free_input(opt.batch * 72, 5);
+  expect_ok(g, opt);
+}
+
+// Conv2d -> ReLU and Linear -> ReLU run fused (the producer writes the ReLU's output), and a ReLU
+// read only by a max pool is backpropagated by the pool. Finite
 // differences are ill-posed through ReLU + max pool (ties at zero), so the fused graph is compared
-// with the same graph kept unfused by an Identity in between, whose parts the tests above check.
+// with the same graph kept unfused by Identity nodes in between, whose parts the tests above check.
 TEST(LayerGradients, FusedReluGivesTheUnfusedResults) {
   auto build = [](bool fused) {
     Graph g({2, 6, 6});
     int x = g.add(ops::conv2d(3, 3, 1, 1), g.input(), "conv");
     if (!fused) x = g.add(ops::identity(), x, "keep1");
     x = g.add(ops::relu(), x, "r1");
+    if (!fused) x = g.add(ops::identity(), x, "keep3");
     x = g.add(ops::max_pool(2), x, "pool");
     x = g.add(ops::linear(6), x, "fc1");
     if (!fused) x = g.add(ops::identity(), x, "keep2");

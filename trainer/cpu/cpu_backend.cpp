@@ -343,7 +343,7 @@ void CpuBackend::maxpool_forward(float* out, const float* in, const PoolDims& d)
 }
 
 void CpuBackend::maxpool_backward(float* din, const float* dout, const float* in, const float* out,
-                                  const PoolDims& d, bool accumulate) {
+                                  const PoolDims& d, bool accumulate, bool relu_input) {
   const int ho = d.h_out(), wo = d.w_out();
   const int planes = d.n * d.c;
   if (d.k == 2 && d.stride == 2 && d.pad == 0 && !accumulate) {
@@ -364,7 +364,7 @@ void CpuBackend::maxpool_backward(float* din, const float* dout, const float* in
 #pragma omp simd
         for (int ox = 0; ox < wo; ++ox) {
           // The first maximum in scan order takes the gradient (as in the generic path).
-          const float m = yr[ox], gv = gr[ox];
+          const float m = yr[ox], gv = relu_input && !(yr[ox] > 0.0f) ? 0.0f : gr[ox];
           const bool e0 = a[2 * ox] == m;
           const bool e1 = !e0 && a[2 * ox + 1] == m;
           const bool e2 = !e0 && !e1 && b[2 * ox] == m;
@@ -393,6 +393,7 @@ void CpuBackend::maxpool_backward(float* din, const float* dout, const float* in
         const int x0 = std::max(0, ox * d.stride - d.pad), x1 = std::min(d.w, ox * d.stride - d.pad + d.k);
         // The gradient goes to the first maximum in scan order, as PyTorch's kernel does.
         const float m = y[oy * wo + ox];
+        if (relu_input && !(m > 0.0f)) continue;
         bool done = false;
         for (int iy = y0; iy < y1 && !done; ++iy)
           for (int ix = x0; ix < x1; ++ix)

@@ -41,7 +41,7 @@ class CpuBackend final : public Backend {
 
   void maxpool_forward(float* out, const float* in, const PoolDims& d) override;
   void maxpool_backward(float* din, const float* dout, const float* in, const float* out,
-                        const PoolDims& d, bool accumulate) override;
+                        const PoolDims& d, bool accumulate, bool relu_input) override;
   void avgpool_forward(float* out, const float* in, const PoolDims& d) override;
   void avgpool_backward(float* din, const float* dout, const PoolDims& d, bool accumulate) override;
   void global_avgpool_forward(float* out, const float* in, int n, int c, int hw) override;

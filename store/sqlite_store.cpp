@@ -534,17 +534,22 @@ std::unique_ptr<Connection> SqliteStore::open_connection() {
   // Per-connection settings (journal_mode is a property of the file, set once when the schema is created).
   c->exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;", "configuring");
   // Replaces SQLite's auto-checkpoint (which runs inside the committing call) with a signal to checkpoint_loop.
-  if (!memory_) sqlite3_wal_hook(c->db(), &SqliteStore::on_wal_commit, this);
+  if (!memory_ && options_.background_checkpoint) sqlite3_wal_hook(c->db(), &SqliteStore::on_wal_commit, this);
+  else if (!memory_) sqlite3_wal_autocheckpoint(c->db(), std::max(1, options_.checkpoint_pages));
   return c;
 }
 
 int SqliteStore::on_wal_commit(void* self, sqlite3* db, const char* name, int pages) {
   auto* store = static_cast<SqliteStore*>(self);
   int limit = std::max(1, store->options_.checkpoint_pages);
-  if (pages >= 20 * limit) {
-    // The background thread is not keeping up (or is starved): bound the WAL here, as SQLite itself would.
+  int seen = store->ckpt_log_seen_.load(std::memory_order_relaxed);
+  if (pages >= 4 * limit) {
+    // The background thread is not keeping up (starved of CPU, or a writer that never pauses: SQLite restarts the
+    // WAL from its beginning only when a write starts with every frame copied). Do what SQLite's own
+    // auto-checkpoint does, here in the committing call; frames already copied are not copied again.
     sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-  } else if (pages >= limit) {
+  } else if (pages >= limit && (pages < seen || pages >= seen + limit / 2)) {
+    // Not on every commit past the limit: only when half a limit of new frames arrived since the last checkpoint.
     std::lock_guard lock(store->ckpt_mutex_);
     store->ckpt_wanted_ = true;
     store->ckpt_cv_.notify_one();
@@ -561,9 +566,16 @@ void SqliteStore::checkpoint_loop() {
     ckpt_wanted_ = false;
     lock.unlock();
     try {
-      if (!c) c = std::make_unique<Connection>(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, 1.0);
+      if (!c) {
+        c = std::make_unique<Connection>(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, 1.0);
+        // A connection learns that the file is in WAL mode only when it first reads it; until then a checkpoint
+        // call does nothing (and reports -1 frames).
+        c->exec("SELECT count(*) FROM sqlite_master", "reading the schema");
+      }
       // PASSIVE never blocks readers or writers; a busy or failed attempt is simply repeated after the next commits.
-      sqlite3_wal_checkpoint_v2(c->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      int frames = -1;
+      sqlite3_wal_checkpoint_v2(c->db(), "main", SQLITE_CHECKPOINT_PASSIVE, &frames, nullptr);
+      if (frames >= 0) ckpt_log_seen_.store(frames, std::memory_order_relaxed);
     } catch (const std::exception&) {
       c.reset();
     }
@@ -679,7 +691,8 @@ SqliteStore::SqliteStore(const std::string& path, SqliteStoreOptions options)
   if (memory_) options_.max_connections = 1;
   if (path_.empty()) throw StoreError("SQLite store: empty database path");
   open_and_check_schema();
-  if (!memory_) checkpointer_ = std::make_unique<std::thread>([this] { checkpoint_loop(); });
+  if (!memory_ && options_.background_checkpoint)
+    checkpointer_ = std::make_unique<std::thread>([this] { checkpoint_loop(); });
 }
 
 SqliteStore::~SqliteStore() {

@@ -2,6 +2,7 @@
 // Durability: WAL + synchronous=NORMAL survives a process crash at any instant; a power loss may lose the last commits.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -31,9 +32,12 @@ struct SqliteStoreOptions {
   // Connections kept per store (reads run in parallel on them; writes of one process queue on a mutex first, so
   // they never fight for the SQLite lock among themselves). An in-memory database always uses exactly one.
   int max_connections = 4;
-  // WAL size (pages of 4 KiB) past which a background thread checkpoints it into the database file; SQLite's own
-  // default checkpoints inside the committing call, which puts an fsync on the caller's path every ~1000 pages.
+  // WAL size (pages of 4 KiB) past which the WAL is checkpointed into the database file.
   int checkpoint_pages = 1000;
+  // true: a background thread checkpoints, so the syncs stay off the callers' path; a committing call checkpoints
+  // itself only when the WAL reaches 4 x checkpoint_pages (the thread is starved or writes never pause).
+  // false: SQLite's own auto-checkpoint, inside the committing call every checkpoint_pages.
+  bool background_checkpoint = true;
   // The store clock (unix seconds); empty = the system clock. Tests inject a manual clock to make heartbeats and
   // fail_stale deterministic.
   std::function<double()> clock;
@@ -131,6 +135,7 @@ class SqliteStore final : public Store {
   std::condition_variable ckpt_cv_;
   bool ckpt_wanted_ = false;
   bool ckpt_stop_ = false;
+  std::atomic<int> ckpt_log_seen_{0};  // WAL frames at the last background checkpoint
   std::unique_ptr<std::thread> checkpointer_;  // a pointer, so that a fork() child can drop it without joining
 };
 

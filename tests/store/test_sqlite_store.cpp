@@ -140,6 +140,45 @@ TEST_F(SqliteStoreTest, NewFileIsInWalModeWithCurrentSchemaVersion) {
   EXPECT_EQ(raw.scalar("SELECT version FROM schema_version"), kSqliteSchemaVersion);
 }
 
+// Writes `n` trials back to back (about 11 WAL frames each) and returns the WAL file's peak size (the file keeps
+// its peak size when SQLite restarts it from the beginning).
+uintmax_t write_hot_loop(SqliteStore& s, const std::string& db, int n) {
+  auto st = s.create_study("s", kOneMin, "{}");
+  uintmax_t peak = 0;
+  for (int i = 0; i < n; ++i) {
+    Trial t = s.create_trial(st.id, {{"x", search::Value(1.0)}, {"y", search::Value(int64_t{2})}},
+                             TrialState::Running, "w");
+    s.finish(t.id, TrialState::Complete, {1.0});
+    peak = std::max(peak, fs::file_size(db + "-wal"));
+  }
+  EXPECT_EQ(s.trials(st.id).size(), static_cast<size_t>(n));
+  return peak;
+}
+
+TEST_F(SqliteStoreTest, BackgroundCheckpointsMoveTheWalIntoTheDatabaseFileWhileOpen) {
+  SqliteStoreOptions o;
+  o.checkpoint_pages = 1000;  // the writer's own catch-up starts at 4000 frames, which 300 trials stay below
+  SqliteStore s(db_, o);
+  write_hot_loop(s, db_, 300);
+  // Without a checkpoint the database file keeps only what was there before (the schema, or nothing); the 300
+  // trials take well over 20 pages. The checkpoint thread works asynchronously: wait for it (generously).
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (fs::file_size(db_) < 20 * 4096 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_GE(fs::file_size(db_), 20u * 4096u);
+  EXPECT_EQ(s.integrity_check(), "ok");
+}
+
+TEST_F(SqliteStoreTest, InlineCheckpointsKeepTheWalNearTheLimit) {
+  SqliteStoreOptions o;
+  o.checkpoint_pages = 100;
+  o.background_checkpoint = false;
+  SqliteStore s(db_, o);
+  uintmax_t peak = write_hot_loop(s, db_, 300);  // about 3300 frames if the WAL never restarted
+  EXPECT_LT(peak, 200u * (4096u + 24u)) << "WAL peaked at " << peak / 4120 << " frames";
+  EXPECT_EQ(s.integrity_check(), "ok");
+}
+
 TEST_F(SqliteStoreTest, FileThatIsNotADatabaseIsRefusedAndLeftUntouched) {
   std::string junk = "this is a CSV file, not a database\n1,2,3\n";
   junk += std::string(5000, 'x');

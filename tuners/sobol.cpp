@@ -55,12 +55,14 @@ constexpr std::array<JoeKuoRow, kSobolMaxDims - 1> kJoeKuo = {{
 }};
 
 constexpr int kBits = 32;
-using Directions = std::array<std::array<uint32_t, kBits>, kSobolMaxDims>;  // [dim][bit k-1] = V_k
 
-Directions build_directions() {
-  Directions v{};
+}  // namespace
+
+SobolDirections sobol_directions(size_t d) {
+  SobolDirections v(d);
+  if (d == 0) return v;
   for (int k = 1; k <= kBits; ++k) v[0][k - 1] = 1u << (kBits - k);
-  for (size_t j = 1; j < kSobolMaxDims; ++j) {
+  for (size_t j = 1; j < d; ++j) {
     const auto& row = kJoeKuo[j - 1];
     const int s = static_cast<int>(row.s);
     for (int k = 1; k <= kBits; ++k) {
@@ -77,34 +79,42 @@ Directions build_directions() {
   return v;
 }
 
-const Directions& directions() {
-  static const Directions v = build_directions();
-  return v;
+SobolDirections scramble_directions(const SobolDirections& base, uint64_t seed) {
+  Rng rng(seed);
+  SobolDirections out(base.size());
+  for (size_t j = 0; j < base.size(); ++j) {
+    // Row i of the matrix gives output digit i (bit 31 - i) as the parity of the masked input digits 0..i.
+    std::array<uint32_t, kBits> rows;
+    for (int i = 0; i < kBits; ++i) {
+      uint32_t upper = i == 0 ? 0u : ~0u << (kBits - i);
+      rows[i] = (static_cast<uint32_t>(rng.bits() >> 32) & upper) | (1u << (kBits - 1 - i));
+    }
+    for (int k = 0; k < kBits; ++k) {
+      uint32_t v = base[j][k], x = 0;
+      for (int i = 0; i < kBits; ++i) x |= static_cast<uint32_t>(__builtin_parity(rows[i] & v)) << (kBits - 1 - i);
+      out[j][k] = x;
+    }
+  }
+  return out;
 }
 
-}  // namespace
-
-std::vector<uint32_t> sobol_point_bits(uint64_t index, size_t d) {
-  const auto& v = directions();
+std::vector<double> sobol_point(uint64_t index, const SobolDirections& dirs, const std::vector<uint32_t>* shift) {
+  const size_t d = dirs.size();
   uint64_t gray = index ^ (index >> 1);
   std::vector<uint32_t> x(d, 0);
   for (int k = 0; k < kBits && gray; ++k, gray >>= 1)
     if (gray & 1u)
-      for (size_t j = 0; j < d; ++j) x[j] ^= v[j][k];
-  return x;
-}
-
-std::vector<double> sobol_point(uint64_t index, size_t d, const std::vector<uint32_t>* shift) {
-  size_t dq = std::min(d, kSobolMaxDims);
-  auto bits = sobol_point_bits(index, dq);
-  std::vector<double> u(d, 0.5);
-  for (size_t j = 0; j < dq; ++j) {
-    uint32_t b = bits[j] ^ (shift ? (*shift)[j] : 0u);
+      for (size_t j = 0; j < d; ++j) x[j] ^= dirs[j][k];
+  std::vector<double> u(d);
+  for (size_t j = 0; j < d; ++j) {
+    uint32_t b = x[j] ^ (shift ? (*shift)[j] : 0u);
     // Scrambled points take the midpoint of their 2^-32 cell so that no coordinate is exactly 0.
     u[j] = (static_cast<double>(b) + (shift ? 0.5 : 0.0)) * 0x1.0p-32;
   }
   return u;
 }
+
+std::vector<double> sobol_point(uint64_t index, size_t d) { return sobol_point(index, sobol_directions(d)); }
 
 SobolParams SobolParams::from_json(const nlohmann::json& j) {
   SobolParams p;
@@ -117,8 +127,10 @@ SobolParams SobolParams::from_json(const nlohmann::json& j) {
 }
 
 SobolTuner::SobolTuner(SobolParams params, uint64_t seed) : params_(params), seed_(seed) {
+  dirs_ = sobol_directions(kSobolMaxDims);
   if (params_.scramble) {
-    Rng rng(derive_seed(seed_, -1, 0x736f626f6c));  // "sobol": one shift for the whole sequence
+    dirs_ = scramble_directions(dirs_, derive_seed(seed_, -1, 0x736f626f6c));  // "sobol"
+    Rng rng(derive_seed(seed_, -2, 0x736f626f6c));
     shift_.resize(kSobolMaxDims);
     for (auto& s : shift_) s = static_cast<uint32_t>(rng.bits() >> 32);
   }
@@ -127,7 +139,8 @@ SobolTuner::SobolTuner(SobolParams params, uint64_t seed) : params_(params), see
 Proposal SobolTuner::ask(const History& h, int64_t number) {
   const SearchSpace& space = *h.space;
   const size_t d = space.size();
-  auto u = sobol_point(static_cast<uint64_t>(number + params_.skip), d, params_.scramble ? &shift_ : nullptr);
+  auto u = sobol_point(static_cast<uint64_t>(number + params_.skip), dirs_, params_.scramble ? &shift_ : nullptr);
+  u.resize(d, 0.5);
   if (d > kSobolMaxDims) {
     Rng extra(derive_seed(seed_, number, 1));
     for (size_t j = kSobolMaxDims; j < d; ++j) u[j] = extra.uniform();

@@ -1,7 +1,8 @@
 // SobolTuner: a quasi-random low-discrepancy sequence (Sobol', Joe-Kuo direction numbers) over the unit cube,
-// optionally scrambled by a seeded random digital shift. Also used as the start-up design of other tuners.
+// optionally scrambled (seeded linear matrix scrambling and digital shift). Also used as the start-up design of other tuners.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -13,15 +14,23 @@ namespace kestrel::tuners {
 // Number of dimensions with tabulated direction numbers (Joe & Kuo, new-joe-kuo-6.21201, first 32 rows).
 inline constexpr size_t kSobolMaxDims = 32;
 
-// Point `index` (0-based, Gray-code order) of the d-dimensional unscrambled Sobol' sequence, as 32-bit integers
-// (divide by 2^32 for [0,1)). Requires d <= kSobolMaxDims.
-std::vector<uint32_t> sobol_point_bits(uint64_t index, size_t d);
-// Same point in [0,1); with `shift` (one 32-bit word per dimension) XORed in and the cell midpoint taken, so that
-// coordinates are strictly inside (0,1). Dimensions beyond kSobolMaxDims are left at 0.5 (callers fill them).
-std::vector<double> sobol_point(uint64_t index, size_t d, const std::vector<uint32_t>* shift = nullptr);
+// Direction numbers V_1..V_32 of each dimension (dimension-major), as 32-bit integers (MSB = first binary digit).
+using SobolDirections = std::vector<std::array<uint32_t, 32>>;
+// The textbook (Joe-Kuo) direction numbers of the first d dimensions. Requires d <= kSobolMaxDims.
+SobolDirections sobol_directions(size_t d);
+// A linear matrix scrambling of `base` (each dimension's numbers multiplied by a random lower-triangular binary
+// matrix with unit diagonal, drawn from `seed`): still a (t,s)-sequence, but with independent-looking
+// randomizations per seed (a digital shift alone moves every seed's points by the same lattice).
+SobolDirections scramble_directions(const SobolDirections& base, uint64_t seed);
+
+// Point `index` (0-based, Gray-code order) of the sequence defined by `dirs`, in [0,1)^d. With `shift` (one word per
+// dimension) XORed in, the cell midpoint is taken so that coordinates are strictly inside (0,1).
+std::vector<double> sobol_point(uint64_t index, const SobolDirections& dirs, const std::vector<uint32_t>* shift = nullptr);
+// The unscrambled textbook sequence (first point all zeros). Requires d <= kSobolMaxDims.
+std::vector<double> sobol_point(uint64_t index, size_t d);
 
 struct SobolParams {
-  bool scramble = true;  // random digital shift drawn from the seed; false gives the textbook sequence from 0
+  bool scramble = true;  // linear matrix scrambling + digital shift drawn from the seed; false: the textbook sequence
   int64_t skip = 0;      // points skipped at the start of the sequence (e.g. 1 to avoid the all-zeros corner)
   static SobolParams from_json(const nlohmann::json& j);
 };
@@ -40,6 +49,7 @@ class SobolTuner : public Tuner {
  private:
   SobolParams params_;
   uint64_t seed_;
+  SobolDirections dirs_;
   std::vector<uint32_t> shift_;
 };
 

@@ -2,7 +2,9 @@
 // and prints one JSON line per seed (best regret after each budget, ask times at given history sizes: the median
 // of the 10 asks starting there, so --trials must exceed the largest --ask-at by 10).
 // Usage: tuner_bench --tuner KIND [--params JSON] --function NAME [--trials N] [--seeds S] [--first-seed K]
-//                    [--budgets 50,200] [--ask-at 100,500,1000]
+//                    [--budgets 50,200] [--ask-at 100,500,1000] [--prefill]
+// With --prefill, each --ask-at size N is measured on a fresh history of N random trials (seeded, evaluated on the
+// function) instead of inside the run, so large sizes cost no optimization time; regret is then not reported.
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -40,6 +42,7 @@ int main(int argc, char** argv) {
   nlohmann::json params = nlohmann::json::object();
   int64_t trials = 200, seeds = 15, first_seed = 0;
   std::vector<int64_t> budgets = {50, 200}, ask_at;
+  bool prefill = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--tuner") kind = v;
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
     else if (k == "--first-seed") first_seed = std::stoll(v);
     else if (k == "--budgets") budgets = int_list(v);
     else if (k == "--ask-at") ask_at = int_list(v);
+    else if (k == "--prefill") prefill = v == "1" || v == "true";
     else {
       std::cerr << "unknown option " << k << "\n";
       return 2;
@@ -57,6 +61,41 @@ int main(int argc, char** argv) {
   }
   try {
     auto fn = bench::bench_function(fname);
+    if (prefill) {
+      for (int64_t seed = first_seed; seed < first_seed + seeds; ++seed) {
+        nlohmann::json ask_ms = nlohmann::json::object();
+        for (int64_t a : ask_at) {
+          std::deque<search::Trial> store;
+          tuners::History h;
+          h.space = &fn.space;
+          h.objectives = {search::Objective{"value", search::Direction::Minimize}};
+          auto filler = tuners::make_tuner("random", {}, static_cast<uint64_t>(seed) + 1000);
+          auto tuner = tuners::make_tuner(kind, params, static_cast<uint64_t>(seed));
+          std::vector<double> times;
+          for (int64_t n = 0; n < a + kAskWindow; ++n) {
+            bool timed = n >= a;
+            auto t0 = std::chrono::steady_clock::now();
+            auto p = (timed ? tuner : filler)->ask(h, n);
+            if (timed)
+              times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            search::Trial t;
+            t.number = t.id = n;
+            t.config = std::move(p.config);
+            t.attrs = std::move(p.attrs);
+            t.state = search::TrialState::Complete;
+            t.values = {fn.f(t.config)};
+            store.push_back(std::move(t));
+            h.trials.push_back(&store.back());
+          }
+          std::sort(times.begin(), times.end());
+          ask_ms[std::to_string(a)] = (times[kAskWindow / 2 - 1] + times[kAskWindow / 2]) / 2;
+        }
+        nlohmann::json line = {{"impl", "kestrel"}, {"tuner", kind},  {"params", params}, {"function", fname},
+                               {"seed", seed},      {"mode", "prefill"}, {"ask_ms", ask_ms}};
+        std::cout << line.dump() << std::endl;
+      }
+      return 0;
+    }
     for (int64_t seed = first_seed; seed < first_seed + seeds; ++seed) {
       auto tuner = tuners::make_tuner(kind, params, static_cast<uint64_t>(seed));
       std::deque<search::Trial> store;

@@ -34,17 +34,22 @@ TEST(Sobol, FirstPointsMatchThePublishedSequence) {
 
 TEST(Sobol, EveryDimensionIsStratifiedAtPowersOfTwo) {
   // A Sobol' sequence is a (0,1)-sequence in each coordinate: the first 2^k points put exactly one point in each
-  // interval [i/2^k, (i+1)/2^k). A digital shift preserves that, so check plain and scrambled.
+  // interval [i/2^k, (i+1)/2^k). Linear matrix scrambling and a digital shift preserve that: check all three.
   std::vector<uint32_t> shift(kSobolMaxDims);
   Rng rng(42);
   for (auto& s : shift) s = static_cast<uint32_t>(rng.bits());
-  const std::vector<uint32_t>* shifts[2] = {nullptr, &shift};
-  for (const auto* sh : shifts) {
+  const SobolDirections plain = sobol_directions(kSobolMaxDims), scrambled = scramble_directions(plain, 7);
+  ASSERT_NE(plain, scrambled);
+  struct Variant {
+    const SobolDirections* dirs;
+    const std::vector<uint32_t>* shift;
+  };
+  for (const Variant& v : {Variant{&plain, nullptr}, Variant{&plain, &shift}, Variant{&scrambled, &shift}}) {
     for (int k : {4, 8}) {
       size_t n = size_t{1} << k;
       std::vector<std::vector<int>> counts(kSobolMaxDims, std::vector<int>(n, 0));
       for (uint64_t i = 0; i < n; ++i) {
-        auto u = sobol_point(i, kSobolMaxDims, sh);
+        auto u = sobol_point(i, *v.dirs, v.shift);
         for (size_t j = 0; j < kSobolMaxDims; ++j) counts[j][static_cast<size_t>(u[j] * static_cast<double>(n))]++;
       }
       for (size_t j = 0; j < kSobolMaxDims; ++j)

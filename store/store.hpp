@@ -81,8 +81,9 @@ class Store {
   virtual double now() = 0;
 };
 
-// Opens a store from a URL: "sqlite:///abs/path.db", "sqlite://relative.db", or a bare path ending in .db.
-// Throws StoreError for unknown schemes or unusable databases.
+// Opens a store from a URL: "sqlite:///abs/path.db", "sqlite://relative.db", or a bare path ending in .db
+// (also .sqlite, .sqlite3); "sqlite://:memory:" is a private in-memory store (one process, gone when destroyed).
+// Throws StoreError for unknown schemes (postgresql:// included, until a build has it) or unusable databases.
 std::unique_ptr<Store> open_store(const std::string& url);
 
 }  // namespace kestrel::store

@@ -484,6 +484,11 @@ TEST_F(SqliteStoreTest, OpenStoreAcceptsSqliteUrlsAndDbPaths) {
   fs::current_path(cwd);
   EXPECT_TRUE(fs::exists(dir_ + "/rel.db"));
   EXPECT_TRUE(fs::exists(dir_ + "/bare.db"));
+
+  auto mem = open_store("sqlite://:memory:");  // private to the object: nothing on disk
+  auto st = mem->create_study("m", kOneMin, "{}");
+  EXPECT_EQ(mem->create_trial(st.id, {}, TrialState::Running, "w").number, 0);
+  EXPECT_FALSE(fs::exists(":memory:"));
 }
 
 TEST_F(SqliteStoreTest, RelativePathKeepsNamingTheSameFileAfterTheWorkingFolderChanges) {

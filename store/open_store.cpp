@@ -26,7 +26,17 @@ std::unique_ptr<Store> open_store(const std::string& url) {
     // sqlite:///abs keeps its leading slash (three slashes = absolute), sqlite://rel is relative to the cwd.
     std::string path = url.substr(kSqlite.size());
     if (path.empty()) throw StoreError("storage URL '" + url + "' names no file; " + kForms);
-    return std::make_unique<SqliteStore>(path);
+    // sqlite:////abs is SQLAlchemy's (and so Optuna's) spelling of an absolute path: the same file.
+    while (path.rfind("//", 0) == 0) path.erase(0, 1);
+    try {
+      return std::make_unique<SqliteStore>(path);
+    } catch (const StoreError& e) {
+      // SQLAlchemy reads sqlite:///name.db as relative; here it is /name.db. Say so when that file cannot be used.
+      if (path.front() == '/' && url.rfind("sqlite:////", 0) != 0)
+        throw StoreError(std::string(e.what()) + " (note: '" + url + "' names the absolute path " + path +
+                         "; for a file relative to the current folder write sqlite://" + path.substr(1) + ")");
+      throw;
+    }
   }
   auto scheme_end = url.find("://");
   if (scheme_end != std::string::npos) {

@@ -82,7 +82,8 @@ class Store {
 };
 
 // Opens a store from a URL: "sqlite:///abs/path.db", "sqlite://relative.db", or a bare path ending in .db
-// (also .sqlite, .sqlite3); "sqlite://:memory:" is a private in-memory store (one process, gone when destroyed).
+// (also .sqlite, .sqlite3); "sqlite:////abs/path.db" (SQLAlchemy's absolute form) names the same file as
+// "sqlite:///abs/path.db"; "sqlite://:memory:" is a private in-memory store (one process, gone when destroyed).
 // Throws StoreError for unknown schemes (postgresql:// included, until a build has it) or unusable databases.
 std::unique_ptr<Store> open_store(const std::string& url);
 

@@ -471,6 +471,7 @@ TEST_F(SqliteStoreTest, OpenStoreAcceptsSqliteUrlsAndDbPaths) {
   }
   EXPECT_TRUE(fs::exists(db_));
   EXPECT_TRUE(open_store(db_)->find_study("via-url").has_value());
+  EXPECT_TRUE(open_store("sqlite:///" + db_)->find_study("via-url").has_value());  // sqlite:////abs (SQLAlchemy)
 
   auto cwd = fs::current_path();
   fs::current_path(dir_);
@@ -527,6 +528,12 @@ TEST_F(SqliteStoreTest, OpenStoreRefusesUnknownSchemesWithClearMessages) {
     FAIL();
   } catch (const StoreError& e) {
     EXPECT_THAT(e.what(), HasSubstr("unknown scheme"));
+  }
+  try {
+    open_store("sqlite:///kestrel-no-such-folder-4711/k.db");  // relative in SQLAlchemy's reading, absolute here
+    FAIL();
+  } catch (const StoreError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("write sqlite://kestrel-no-such-folder-4711/k.db"));
   }
   EXPECT_THROW(open_store(dir_ + "/results.csv"), StoreError);
   EXPECT_THROW(open_store("sqlite://"), StoreError);

@@ -12,6 +12,7 @@
 #include "tuners/gp_acquisition.hpp"
 #include "tuners/gp_lbfgs.hpp"
 #include "tuners/gp_model.hpp"
+#include "tuners/gp_warp.hpp"
 #include "tuners/params.hpp"
 #include "tuners/sobol.hpp"
 #include "tuners/support.hpp"
@@ -33,6 +34,7 @@ GpParams GpParams::from_json(const nlohmann::json& j) {
   r.get("n_refine", p.n_refine);
   r.get("refine_rounds", p.refine_rounds);
   r.get("refine_iters", p.refine_iters);
+  r.get("output_warp", p.output_warp);
   r.get("fit_restarts", p.fit_restarts);
   r.get("fit_iters", p.fit_iters);
   r.get("min_noise", p.min_noise);
@@ -51,6 +53,8 @@ GpParams GpParams::from_json(const nlohmann::json& j) {
   r.require(p.n_refine >= 0, "n_refine", "must be >= 0");
   r.require(p.refine_rounds >= 1, "refine_rounds", "must be >= 1");
   r.require(p.refine_iters >= 1, "refine_iters", "must be >= 1");
+  r.require(p.output_warp == "yeo_johnson" || p.output_warp == "none", "output_warp",
+            "must be yeo_johnson or none");
   r.require(p.fit_restarts >= 1, "fit_restarts", "must be >= 1");
   r.require(p.fit_iters >= 1, "fit_iters", "must be >= 1");
   r.require(p.min_noise > 0 && p.min_noise < 1, "min_noise", "must be in (0, 1)");
@@ -193,23 +197,30 @@ class Layout {
   int n_free_ = 0;
 };
 
-// One point of the Sobol' sequence over all P coordinates (coordinates past the tabulated ones come from rng).
-std::vector<double> sobol_cube(uint64_t index, size_t P, const std::vector<uint32_t>& shift, Rng& rng) {
-  size_t d = std::min(P, kSobolMaxDims);
-  std::vector<double> u = sobol_point(index, d, &shift);
-  u.resize(P);
-  for (size_t i = d; i < P; ++i) u[i] = rng.uniform();
-  return u;
-}
+// A randomized Sobol' design over P coordinates: linear matrix scrambling plus a digital shift, both drawn from
+// `rng`; coordinates past the tabulated dimensions come from a uniform stream.
+class SobolDesign {
+ public:
+  SobolDesign(size_t P, Rng& rng) : P_(P), d_(std::min(P, kSobolMaxDims)) {
+    if (d_ > 0) dirs_ = scramble_directions(sobol_directions(d_), rng.bits());
+    shift_.resize(d_);
+    for (auto& w : shift_) w = static_cast<uint32_t>(rng.bits() >> 32);
+  }
+  std::vector<double> point(uint64_t index, Rng& fill) const {
+    std::vector<double> u = d_ > 0 ? sobol_point(index, dirs_, &shift_) : std::vector<double>{};
+    u.resize(P_);
+    for (size_t i = d_; i < P_; ++i) u[i] = fill.uniform();
+    return u;
+  }
+
+ private:
+  size_t P_, d_;
+  SobolDirections dirs_;
+  std::vector<uint32_t> shift_;
+};
 
 // True with probability 1 - p: the coordinate is left alone.
 bool rng_skip(Rng& rng, double p) { return rng.uniform() >= p; }
-
-std::vector<uint32_t> draw_shift(Rng& rng) {
-  std::vector<uint32_t> s(kSobolMaxDims);
-  for (auto& w : s) w = static_cast<uint32_t>(rng.bits() >> 32);
-  return s;
-}
 
 // Indices of `keep` points out of y.size(): the best half by y plus a seeded uniform subsample of the rest,
 // returned in ascending order (so the model sees trials in history order).
@@ -376,10 +387,10 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
   int64_t n_startup = params_.n_startup_trials >= 0 ? params_.n_startup_trials
                                                       : std::max<int64_t>(5, lay.n_free() + 1);
   if (static_cast<int64_t>(done.size()) < std::max<int64_t>(1, n_startup) || lay.n_inputs() == 0) {
-    Rng shift_rng(derive_seed(seed_, -1, 0x6770736f626f6cULL));  // one shift for the whole study
-    auto shift = draw_shift(shift_rng);
+    Rng design_rng(derive_seed(seed_, -1, 0x6770736f626f6cULL));  // one design for the whole study
+    SobolDesign design(P, design_rng);
     Rng fill(derive_seed(seed_, number, kStartupFill));
-    Config c = space.decode(sobol_cube(static_cast<uint64_t>(std::max<int64_t>(0, number)), P, shift, fill));
+    Config c = space.decode(design.point(static_cast<uint64_t>(std::max<int64_t>(0, number)), fill));
     if (space.is_finite() && seen.count(space.key(c))) {
       Rng rng(derive_seed(seed_, number, kStartupDedup));
       if (auto alt = random_unseen(space, seen, rng)) c = *alt;
@@ -434,6 +445,7 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
   double sd = n > 1 ? std::sqrt((ys.array() - mu).square().sum() / (n - 1)) : 0.0;
   if (!(sd > 0.0) || !std::isfinite(sd)) sd = 1.0;
   ys = (ys.array() - mu) / sd;
+  if (params_.output_warp == "yeo_johnson") gp::warp_outputs(ys);
 
   std::vector<double> ysv(ys.data(), ys.data() + n);
   Rng fit_rng(derive_seed(seed_, number, kFitSubset));
@@ -469,15 +481,18 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
       }
       double v = params_.pending == "believer" ? model.predict_one(f.data(), nullptr, nullptr, nullptr) : lie;
       model.add(f.data(), v);
+      // The fantasy counts as an observation: a believed value below the incumbent becomes the incumbent, or EI
+      // would still reward (best - mu) > 0 right next to the running trial.
+      acq.best = std::min(acq.best, v);
     }
   }
 
   // Candidates: scrambled Sobol' points, plus perturbations of the best trials (where the optimum usually is).
   Rng crng(derive_seed(seed_, number, kCandidates));
-  auto shift = draw_shift(crng);
+  SobolDesign design(P, crng);
   std::vector<std::vector<double>> U;
   U.reserve(static_cast<size_t>(params_.n_candidates + params_.n_local_candidates));
-  for (int64_t i = 0; i < params_.n_candidates; ++i) U.push_back(sobol_cube(static_cast<uint64_t>(i), P, shift, crng));
+  for (int64_t i = 0; i < params_.n_candidates; ++i) U.push_back(design.point(static_cast<uint64_t>(i), crng));
   {
     std::vector<int> order(n_all);
     std::iota(order.begin(), order.end(), 0);

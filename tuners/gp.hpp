@@ -30,6 +30,9 @@ struct GpParams {
   int64_t n_refine = 4;
   int64_t refine_rounds = 2;
   int64_t refine_iters = 25;
+  // Output warping before the fit: "yeo_johnson" (power transform fitted by maximum likelihood, then
+  // re-standardized; monotone, so the argmin is unchanged) or "none" (standardization only).
+  std::string output_warp = "yeo_johnson";
   // Hyperparameter fit: MAP by multi-start L-BFGS-B (see HyperPrior in gp_model.hpp for the priors and box).
   int64_t fit_restarts = 3;
   int64_t fit_iters = 60;
@@ -40,9 +43,13 @@ struct GpParams {
   // the same way. The rest of the ask is O(n^2) per acquisition evaluation, so ask time stops growing there.
   int64_t max_model_points = 300;
   int64_t max_fit_points = 80;
-  // Running (and waiting) trials: "believer" (Kriging believer: fantasize the posterior mean), "liar_min",
-  // "liar_mean", "liar_max" (constant liar with the best / mean / worst standardized value), or "ignore".
-  std::string pending = "believer";
+  // Running (and waiting) trials: "liar_mean" (constant liar: each running trial is added to the model with the
+  // mean of the standardized data as its value), "liar_min" / "liar_max" (the best / worst value), "believer"
+  // (Kriging believer: the posterior mean there), or "ignore". liar_mean is the default because the optimistic
+  // rules keep the region around a running trial attractive: on Branin after 12 trials, 4 parallel asks landed
+  // within 0.009 of each other (unit cube) with believer and 0.006 with liar_min, against 0.068 with liar_mean
+  // (tests/tuners/test_gp_tuner.cpp, RunningTrialsPushParallelProposalsApart).
+  std::string pending = "liar_mean";
   // Multi-objective studies: ParEGO augmented Chebyshev scalarization with weight rho (weights drawn per trial).
   double parego_rho = 0.05;
 

@@ -117,18 +117,24 @@ double neg_log_posterior(const RowMatrix& X, const Eigen::VectorXd& y, const Eig
   if (grad) {
     grad->setZero(Hyper::packed_size(D));
     // d nll / d theta = 1/2 tr((K^-1 - alpha alpha^T) dK/dtheta)
-    Eigen::MatrixXd W = llt.solve(Eigen::MatrixXd::Identity(n, n));
-    W.noalias() -= alpha * alpha.transpose();
+    // K^-1 = L^-T L^-1 from the triangular inverse (cheaper than solving against the identity); only its lower
+    // triangle is formed and read.
+    Eigen::MatrixXd Linv = Eigen::MatrixXd::Identity(n, n);
+    llt.matrixL().solveInPlace(Linv);
+    Eigen::MatrixXd W = Eigen::MatrixXd::Zero(n, n);
+    W.selfadjointView<Eigen::Lower>().rankUpdate(Linv.transpose());
     Eigen::VectorXd gl = Eigen::VectorXd::Zero(D);
-    double gsf2 = 0.0;
-    for (int i = 0; i < n; ++i) {
-      gsf2 += 0.5 * W(i, i) * sf2;
-      for (int j = i + 1; j < n; ++j) {
-        double w = W(i, j);
+    double gsf2 = 0.0, trW = 0.0;
+    for (int j = 0; j < n; ++j) {
+      double wjj = W(j, j) - alpha[j] * alpha[j];
+      trW += wjj;
+      gsf2 += 0.5 * wjj * sf2;
+      const double* b = X.row(j).data();
+      for (int i = j + 1; i < n; ++i) {  // column-major: walk down column j of the lower triangle
+        double w = W(i, j) - alpha[i] * alpha[j];
         gsf2 += w * K(i, j);  // both triangles: 2 * 1/2
         double wg = w * G(i, j);
         const double* a = X.row(i).data();
-        const double* b = X.row(j).data();
         for (int d = 0; d < D; ++d) {
           double t = a[d] - b[d];
           gl[d] += wg * t * t;
@@ -137,7 +143,7 @@ double neg_log_posterior(const RowMatrix& X, const Eigen::VectorXd& y, const Eig
     }
     grad->head(D) = gl.cwiseProduct(k.inv_ls2());
     (*grad)[D] = gsf2;
-    (*grad)[D + 1] = 0.5 * sn2 * W.trace();
+    (*grad)[D + 1] = 0.5 * sn2 * trW;
     (*grad)[D + 2] = -alpha.sum();
   }
 

@@ -8,6 +8,7 @@
 #include "tuners/gp_acquisition.hpp"
 #include "tuners/gp_kernel.hpp"
 #include "tuners/gp_model.hpp"
+#include "tuners/gp_warp.hpp"
 
 namespace kestrel::tuners::gp {
 namespace {
@@ -304,6 +305,37 @@ TEST(GpAcquisition, LogEiKeepsRankingWherePlainEiUnderflows) {
   EXPECT_GT(a, b);
   double plain = 1.0 * (std::exp(-0.5 * 40.0 * 40.0) / std::sqrt(2 * M_PI) - 40.0 * 0.5 * std::erfc(40.0 / std::sqrt(2.0)));
   EXPECT_LE(plain, 1e-300);
+}
+
+TEST(GpWarp, YeoJohnsonIsIdentityAtLambdaOneAndMonotoneForAllLambdas) {
+  for (double y : {-3.0, -0.5, 0.0, 0.7, 12.0}) EXPECT_NEAR(yeo_johnson(y, 1.0), y, 1e-12);
+  for (double l : {0.0, 0.3, 1.0, 1.7, 2.0})
+    for (double y = -5.0; y < 5.0; y += 0.25) EXPECT_LT(yeo_johnson(y, l), yeo_johnson(y + 0.25, l)) << l << " " << y;
+}
+
+TEST(GpWarp, CompressesAHeavyUpperTailAndKeepsTheOrder) {
+  // Log-normal-like losses: a few values far above the rest. After warping the largest standardized value is much
+  // closer to the bulk, and the ranking (hence the argmin) is unchanged.
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  Eigen::VectorXd z(60);
+  for (int i = 0; i < 60; ++i) z[i] = std::exp(2.0 * nd(rng));
+  z = (z.array() - z.mean()) / std::sqrt((z.array() - z.mean()).square().sum() / 59);
+  Eigen::VectorXd w = z;
+  double lambda = warp_outputs(w);
+  EXPECT_LT(lambda, 0.5);
+  EXPECT_LT(w.maxCoeff(), 0.5 * z.maxCoeff());
+  for (int i = 0; i < 60; ++i)
+    for (int j = 0; j < 60; ++j)
+      if (z[i] < z[j]) EXPECT_LT(w[i], w[j]);
+  EXPECT_NEAR(w.mean(), 0.0, 1e-12);
+}
+
+TEST(GpWarp, LeavesSymmetricDataNearlyUnchanged) {
+  Eigen::VectorXd z = Eigen::VectorXd::LinSpaced(41, -1.7, 1.7);
+  Eigen::VectorXd w = z;
+  double lambda = warp_outputs(w);
+  EXPECT_NEAR(lambda, 1.0, 0.15);
 }
 
 }  // namespace

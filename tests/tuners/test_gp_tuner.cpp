@@ -42,7 +42,7 @@ TEST(GpTuner, ParamsHaveDocumentedDefaultsAndRejectBadValues) {
   GpParams p = GpParams::from_json(nlohmann::json::object());
   EXPECT_EQ(p.acquisition, "log_ei");
   EXPECT_EQ(p.n_startup_trials, -1);
-  EXPECT_EQ(p.pending, "believer");
+  EXPECT_EQ(p.pending, "liar_mean");
   GpParams q = GpParams::from_json({{"acquisition", "ucb"}, {"ucb_kappa", 3.0}, {"n_startup_trials", 8}});
   EXPECT_EQ(q.acquisition, "ucb");
   EXPECT_EQ(q.ucb_kappa, 3.0);
@@ -52,6 +52,8 @@ TEST(GpTuner, ParamsHaveDocumentedDefaultsAndRejectBadValues) {
   EXPECT_THROW(GpParams::from_json({{"n_candidates", 0}}), ConfigError);
   EXPECT_THROW(GpParams::from_json({{"n_candidates", "many"}}), ConfigError);
   EXPECT_THROW(GpParams::from_json({{"lengthscale", 1.0}}), ConfigError);
+  EXPECT_THROW(GpParams::from_json({{"output_warp", "log"}}), ConfigError);
+  EXPECT_EQ(p.output_warp, "yeo_johnson");
   EXPECT_EQ(make_tuner("gp", nlohmann::json::object(), 1)->name(), "gp");
 }
 
@@ -109,10 +111,14 @@ TEST(GpTuner, RunningTrialsPushParallelProposalsApart) {
         closest = std::min(closest, std::hypot(pts[i].first - pts[j].first, pts[i].second - pts[j].second));
     return closest;
   };
-  // Without fantasies all four workers chase the same acquisition maximum; with them they spread out.
-  EXPECT_LT(proposals("ignore"), 1e-3);
-  EXPECT_GT(proposals("believer"), 1e-2);
-  EXPECT_GT(proposals("liar_min"), 1e-2);
+  // Without fantasies all four workers chase the same acquisition maximum. Optimistic fantasies (Kriging believer,
+  // liar = best) move them apart only a little (the believed value keeps the neighbourhood attractive); a constant
+  // liar at the mean or the worst value spreads them over the space (the default, liar_mean).
+  EXPECT_LT(proposals("ignore"), 1e-4);
+  EXPECT_GT(proposals("believer"), 1e-3);
+  EXPECT_GT(proposals("liar_min"), 1e-3);
+  EXPECT_GT(proposals("liar_mean"), 3e-2);
+  EXPECT_GT(proposals("liar_max"), 3e-2);
 }
 
 TEST(GpTuner, FailedAndPrunedTrialsDoNotChangeTheProposal) {

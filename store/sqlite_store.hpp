@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -138,5 +139,13 @@ class SqliteStore final : public Store {
   std::atomic<int> ckpt_log_seen_{0};  // WAL frames at the last background checkpoint
   std::unique_ptr<std::thread> checkpointer_;  // a pointer, so that a fork() child can drop it without joining
 };
+
+// The file a storage URL names, by open_store's rules (sqlite:///abs, sqlite:////abs, sqlite://rel,
+// sqlite://:memory:, or a bare path ending in .db, .sqlite or .sqlite3); std::nullopt for a URL of another scheme.
+// Throws StoreError for a sqlite URL without a file and for a bare path with another suffix.
+std::optional<std::string> sqlite_path_of(const std::string& url);
+
+// open_store for SQLite URLs with options (busy timeout, clock, ...); throws StoreError for any other scheme.
+std::unique_ptr<SqliteStore> open_sqlite_store(const std::string& url, SqliteStoreOptions options = {});
 
 }  // namespace kestrel::store

@@ -516,6 +516,25 @@ TEST_F(SqliteStoreTest, RelativePathKeepsNamingTheSameFileAfterTheWorkingFolderC
   EXPECT_EQ(check.trials(st.id).size(), 20u);
 }
 
+TEST(SqlitePathOf, NamesTheFileOfEachUrlForm) {
+  EXPECT_EQ(sqlite_path_of("sqlite:///abs/k.db"), "/abs/k.db");
+  EXPECT_EQ(sqlite_path_of("sqlite:////abs/k.db"), "/abs/k.db");
+  EXPECT_EQ(sqlite_path_of("sqlite://rel/k.db"), "rel/k.db");
+  EXPECT_EQ(sqlite_path_of("sqlite://:memory:"), ":memory:");
+  EXPECT_EQ(sqlite_path_of("runs/k.sqlite3"), "runs/k.sqlite3");
+  EXPECT_EQ(sqlite_path_of("postgresql://host/db"), std::nullopt);
+  EXPECT_THROW(sqlite_path_of("sqlite://"), StoreError);
+  EXPECT_THROW(sqlite_path_of("results.csv"), StoreError);
+}
+
+TEST_F(SqliteStoreTest, OpenSqliteStorePassesItsOptions) {
+  SqliteStoreOptions o;
+  o.clock = [] { return 1234.5; };
+  auto s = open_sqlite_store("sqlite://" + db_, o);
+  EXPECT_EQ(s->now(), 1234.5);
+  EXPECT_THROW(open_sqlite_store("postgresql://h/db", o), StoreError);
+}
+
 TEST_F(SqliteStoreTest, OpenStoreRefusesUnknownSchemesWithClearMessages) {
   try {
     open_store("postgresql://user@host/db");

@@ -435,6 +435,31 @@ TEST_P(StoreConformance, FailStaleFailsOnlyRunningTrialsPastTheLimitWithReason) 
   EXPECT_THROW(s->report(old_run.id, 0, {{"loss", 1.0}}), TrialFinishedError);
 }
 
+TEST_P(StoreConformance, ConcurrentFailStaleFailsEachLostTrialExactlyOnce) {
+  if (!GetParam().takes_clock) GTEST_SKIP() << GetParam().name << " does not take a manual clock";
+  auto s = open(true);
+  auto st = s->create_study("s", kOneMin, "{}");
+  manual_now_->store(5000.0);
+  constexpr int kLost = 40;
+  for (int i = 0; i < kLost; ++i) s->create_trial(st.id, {}, TrialState::Running, "gone");
+  manual_now_->store(6000.0);
+  std::mutex m;
+  std::vector<int64_t> failed;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 6; ++w)
+    threads.emplace_back([&] {
+      for (const Trial& t : s->fail_stale(st.id, 60.0)) {
+        std::lock_guard lock(m);
+        failed.push_back(t.id);
+      }
+    });
+  for (auto& t : threads) t.join();
+  std::set<int64_t> unique(failed.begin(), failed.end());
+  EXPECT_EQ(failed.size(), static_cast<size_t>(kLost));
+  EXPECT_EQ(unique.size(), static_cast<size_t>(kLost));
+  for (const Trial& t : s->trials(st.id)) EXPECT_EQ(t.state, TrialState::Failed);
+}
+
 TEST_P(StoreConformance, DataSurvivesClosingAndReopening) {
   if (!GetParam().shared_between_processes) GTEST_SKIP() << GetParam().name << " cannot be reopened";
   int64_t id = -1;

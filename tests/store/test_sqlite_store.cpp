@@ -231,6 +231,52 @@ TEST_F(SqliteStoreTest, ReadOnlyFileIsRefusedOnOpenWithClearMessage) {
   EXPECT_EQ(read_bytes(db_), before);
 }
 
+// Runs `fn` as an ordinary user: in a child switched to uid/gid 65534 when the tests run as root (root ignores
+// file modes), else in this process. Returns fn's result, or a code >= 100 when the switch failed.
+int as_unprivileged_user(const std::function<int()>& fn) {
+  if (getuid() != 0) return fn();
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(100);
+    int rc = 101;
+    try {
+      rc = fn();
+    } catch (...) {
+      rc = 102;
+    }
+    _exit(rc);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 103;
+}
+
+TEST_F(SqliteStoreTest, UserWithoutWriteAccessIsRefusedWithClearMessage) {
+  { SqliteStore s(db_); s.create_study("s", kOneMin, "{}"); }
+  std::string before = read_bytes(db_);
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(db_, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                           fs::perms::others_read);  // 0644: readable, writable by its owner only
+  std::string fresh = dir_ + "/new.db";              // the folder itself is not writable for others
+  int rc = as_unprivileged_user([&] {
+    auto refused_with = [](const std::string& path, const char* words) {
+      try {
+        SqliteStore s(path);
+        return false;
+      } catch (const StoreError& e) {
+        return std::string(e.what()).find(words) != std::string::npos;
+      }
+    };
+    if (!refused_with(db_, "read-only")) return 1;
+    if (!refused_with(fresh, "not writable")) return 2;
+    return 0;
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(read_bytes(db_), before);
+  EXPECT_FALSE(fs::exists(fresh));
+}
+
 TEST_F(SqliteStoreTest, MissingFolderIsRefused) {
   EXPECT_THROW(SqliteStore(dir_ + "/no/such/folder/k.db"), StoreError);
   EXPECT_FALSE(fs::exists(dir_ + "/no"));

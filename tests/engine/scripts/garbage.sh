@@ -1,0 +1,5 @@
+#!/bin/sh
+# Test command: prints only lines that are not metrics.
+echo "hello"
+echo "loss: high"
+echo "done === ok"

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Test command: succeeds without printing anything.
+exit 0

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -177,6 +178,20 @@ TEST_F(SqliteStoreTest, InlineCheckpointsKeepTheWalNearTheLimit) {
   uintmax_t peak = write_hot_loop(s, db_, 300);  // about 3300 frames if the WAL never restarted
   EXPECT_LT(peak, 200u * (4096u + 24u)) << "WAL peaked at " << peak / 4120 << " frames";
   EXPECT_EQ(s.integrity_check(), "ok");
+}
+
+TEST_F(SqliteStoreTest, NanValuesAndReportsReadBackAsNan) {
+  // SQLite stores a NaN REAL as NULL; the store reads NULL back as NaN rather than 0.
+  SqliteStore s(db_);
+  auto st = s.create_study("s", kOneMin, "{}");
+  Trial t = s.create_trial(st.id, {}, TrialState::Running, "w");
+  s.report(t.id, 0, {{"loss", std::nan("")}});
+  s.finish(t.id, TrialState::Complete, {std::nan("")});
+  Trial got = s.trial(t.id);
+  ASSERT_EQ(got.values.size(), 1u);
+  EXPECT_TRUE(std::isnan(got.values[0]));
+  ASSERT_EQ(got.reports.size(), 1u);
+  EXPECT_TRUE(std::isnan(got.reports[0].value));
 }
 
 TEST_F(SqliteStoreTest, FileThatIsNotADatabaseIsRefusedAndLeftUntouched) {

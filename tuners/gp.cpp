@@ -368,10 +368,17 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
   const size_t M = std::max<size_t>(1, h.objectives.size());
 
   // COMPLETE trials with every value finite are the data; running/waiting ones are pending.
+  // A configuration the space cannot encode (e.g. a trial from before the space was edited) is skipped.
   std::vector<const Trial*> done, pending;
   std::unordered_set<std::string> seen;
+  std::vector<double> probe(static_cast<size_t>(lay.n_inputs()));
   for (const Trial* t : h.trials) {
     if (t->number == number) continue;
+    try {
+      lay.from_config(t->config, probe.data());
+    } catch (const Error&) {
+      continue;
+    }
     if (t->state == TrialState::Complete) {
       bool ok = t->values.size() >= M;
       for (size_t m = 0; ok && m < M; ++m) ok = std::isfinite(t->values[m]);
@@ -393,7 +400,9 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
     Config c = space.decode(design.point(static_cast<uint64_t>(std::max<int64_t>(0, number)), fill));
     if (space.is_finite() && seen.count(space.key(c))) {
       Rng rng(derive_seed(seed_, number, kStartupDedup));
-      if (auto alt = random_unseen(space, seen, rng)) c = *alt;
+      auto alt = random_unseen(space, seen, rng);
+      if (!alt) throw SpaceExhausted("tuner 'gp': every configuration of the finite space has been proposed");
+      c = std::move(*alt);
     }
     return Proposal{std::move(c), {}, std::nullopt};
   }
@@ -474,11 +483,7 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
     double lie = params_.pending == "liar_min" ? ys.minCoeff() : params_.pending == "liar_max" ? ys.maxCoeff() : 0.0;
     std::vector<double> f(D);
     for (const Trial* t : pending) {
-      try {
-        lay.from_config(t->config, f.data());
-      } catch (const Error&) {
-        continue;  // a waiting trial with an incomplete or foreign configuration says nothing here
-      }
+      lay.from_config(t->config, f.data());
       double v = params_.pending == "believer" ? model.predict_one(f.data(), nullptr, nullptr, nullptr) : lie;
       model.add(f.data(), v);
       // The fantasy counts as an observation: a believed value below the incumbent becomes the incumbent, or EI

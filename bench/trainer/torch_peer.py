@@ -7,6 +7,7 @@ Usage: torch_peer.py mlp|cnn EPOCHS THREADS [SEED]
 """
 import gzip
 import json
+import os
 import sys
 import time
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-DATA = "/usr/share/datasets/fashion-mnist"
+DATA = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 
 
 def load(kind):

@@ -1,6 +1,7 @@
 // Trains a model file on Fashion-MNIST exactly as the PyTorch peer does (all 60,000 training images,
 // test set evaluated after every epoch) and prints one JSON object: seconds per epoch, test
-// accuracy per epoch, inference images/s at batch 256. Usage: train_bench MODEL.yaml EPOCHS THREADS
+// accuracy per epoch, inference images/s at batch 256.
+// Usage: train_bench MODEL.yaml EPOCHS THREADS [SEED [FASHION_MNIST_DIR]]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,13 +14,14 @@ using namespace kestrel::trainer;
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s MODEL.yaml EPOCHS THREADS [SEED]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL.yaml EPOCHS THREADS [SEED [FASHION_MNIST_DIR]]\n", argv[0]);
     return 2;
   }
   TrainSpec spec = load_train_spec(argv[1]);
   spec.epochs = std::atoi(argv[2]);
   spec.threads = std::atoi(argv[3]);
   spec.seed = argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 1;
+  if (argc > 5) spec.data.dir = argv[5];
   spec.data.validation_fraction = 0.0;
   spec.early_stopping.enabled = false;
   spec.evaluate_test = true;

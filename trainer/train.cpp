@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -333,7 +334,22 @@ TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallb
 
   auto backend = make_cpu_backend(spec.threads);
   Model model(spec.model, *backend, spec.seed);
-  if (!spec.init_from.empty()) load_weights(model, spec.init_from, false);
+  if (!spec.init_from.empty()) {
+    // A checkpoint folder (or a checkpoint_dir with `latest`) stands for its model.safetensors,
+    // so a run can start from another run's weights (PBT exploit, fine-tuning).
+    std::string path = spec.init_from;
+    if (fs::is_directory(path)) {
+      if (fs::exists(fs::path(path) / "latest")) {
+        std::ifstream in(fs::path(path) / "latest");
+        std::string name;
+        std::getline(in, name);
+        path = (fs::path(path) / name).string();
+      }
+      path = (fs::path(path) / "model.safetensors").string();
+    }
+    if (load_weights(model, path, false) == 0)
+      throw ConfigError(spec.init_from + ": no tensor in it fits the model (names or sizes differ)");
+  }
   for (const auto& f : spec.freeze) model.set_frozen(f, true);
   Loss loss(spec.loss, *backend, classes);
   auto optimizer = make_optimizer(spec.optimizer);

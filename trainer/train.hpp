@@ -62,10 +62,17 @@ struct TrainSpec {
   EarlyStopping early_stopping;
   double target_accuracy = 0.0;  // > 0: report the wall time at which validation reaches it
   std::vector<std::string> freeze;  // parameter names / node names / globs (Model::set_frozen)
-  std::string init_from;            // safetensors weights loaded before training (transfer learning)
+  // Weights loaded before training: a safetensors file or a checkpoint folder / checkpoint_dir.
+  // Tensors whose name and size fit are loaded, the rest keep their initialisation (transfer
+  // learning: a new head); ConfigError when nothing fits. Unlike `restore`, optimizer state, epoch
+  // and seed start afresh (PBT exploit, fine-tuning).
+  std::string init_from;
   std::string checkpoint_dir;       // non-empty: a checkpoint after every checkpoint_every epochs
   int checkpoint_every = 1;
-  std::string restore;              // a checkpoint folder (or a checkpoint_dir) to resume from
+  // A checkpoint folder (or a checkpoint_dir) to resume from: weights, optimizer, epoch, data
+  // position and RNG state. epochs may exceed the checkpoint's (promotion); the learning-rate
+  // schedule then spans the new total, so only a constant schedule replays the old steps exactly.
+  std::string restore;
   std::string save_weights;         // non-empty: final weights written there (safetensors)
   bool evaluate_test = true;        // test accuracy of the final weights when a test set exists
 };

@@ -447,6 +447,41 @@ TEST(Checkpoint, ResumeReproducesTheUninterruptedRunBitForBit) {
   fs::remove_all(dir);
 }
 
+TEST(TransferLearning, InitFromLoadsTheFittingTensorsAndKeepsTheNewHead) {
+  const fs::path dir = scratch("transfer");
+  TrainSpec source = small_spec(false);
+  source.epochs = 1;
+  source.checkpoint_dir = (dir / "ckpt").string();
+  train(source, small_data());
+  // Same body, a 5-way head: fc2 does not fit and keeps its own initialisation.
+  Graph g({1, 8, 8});
+  int x = g.add(ops::conv2d(4, 3, 1, 1), g.input(), "conv");
+  x = g.add(ops::relu(), x);
+  x = g.add(ops::max_pool(2), x);
+  x = g.add(ops::linear(16), x, "fc1");
+  x = g.add(ops::relu(), x);
+  g.add(ops::linear(5), x, "fc2");
+  TrainSpec target = small_spec(false);
+  target.model = g;
+  target.init_from = source.checkpoint_dir;
+  target.freeze = {"conv", "fc1"};
+  target.save_weights = (dir / "target.safetensors").string();
+  train(target, small_data());
+  auto be = make_cpu_backend(1);
+  Model src_model(source.model, *be, 0), tgt(g, *be, 0), fresh(g, *be, target.seed);
+  load_weights(src_model, source.checkpoint_dir + "/epoch-0001/model.safetensors");
+  load_weights(tgt, target.save_weights);
+  EXPECT_EQ(tgt.tensor("conv.weight"), src_model.tensor("conv.weight"));  // loaded, then frozen
+  EXPECT_EQ(tgt.tensor("fc1.weight"), src_model.tensor("fc1.weight"));
+  EXPECT_NE(tgt.tensor("fc2.weight"), fresh.tensor("fc2.weight"));  // new head trained
+  TrainSpec nothing = small_spec(false);
+  nothing.model = Graph({1, 8, 8});
+  nothing.model.add(ops::linear(3), 0, "other");
+  nothing.init_from = source.checkpoint_dir;
+  EXPECT_THROW(train(nothing, small_data()), ConfigError);
+  fs::remove_all(dir);
+}
+
 TEST(TrainSpecFile, ReadsTheExampleAndRefusesUnknownKeys) {
   const TrainSpec s = load_train_spec(src("configs/models/mlp.yaml"));
   EXPECT_EQ(s.epochs, 10);

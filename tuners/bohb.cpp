@@ -131,6 +131,8 @@ Config BohbTuner::sample_new(const History& h, int64_t number, int64_t bracket) 
         best = std::move(x);
       }
     }
+    // Densities can underflow together far from every point (score NaN); then no candidate was kept.
+    if (best.empty()) break;
     return space.decode(best);
   }
   return HyperbandTuner::sample_new(h, number, bracket);

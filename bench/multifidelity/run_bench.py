@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+# Multi-fidelity benchmark: Kestrel's ASHA, Hyperband, BOHB and ASHA pruner (C++ driver mf_bench) against Optuna's
+# MedianPruner, SuccessiveHalvingPruner, HyperbandPruner, full-budget TPE and full-budget random search.
+"""Usage (from the repository root):
+  bench/multifidelity/run_bench.py --bin BUILD/bench/multifidelity/mf_bench      (CMake target mf_bench)
+  bench/multifidelity/run_bench.py --build BUILD                                 (compiles mf_bench with g++ from
+                                                                                  BUILD's libkestrel_tuners.a)
+Runs 20 seeds per method and problem ("moderate" and "strong" crossing, see curves.hpp) at an equal budget of
+BUDGET steps (default 810 = 1/3 of full-budget random search's 30 x 81 steps), plus full-budget random search at
+3 x BUDGET, and prints a Markdown table: median steps used, median trials run, median and quartiles of the true
+(noise-free, full-budget) final error of the trial each method picks. Optuna comes from bench/.venv (created and
+filled with optuna>=5 by pip when missing).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+VENV = os.path.join(ROOT, "bench", ".venv")
+VENV_PY = os.path.join(VENV, "bin", "python")
+
+
+def ensure_optuna():
+    if not os.path.exists(VENV_PY):
+        subprocess.check_call([sys.executable, "-m", "venv", VENV])
+    if subprocess.call([VENV_PY, "-c", "import optuna"], stderr=subprocess.DEVNULL) != 0:
+        subprocess.check_call([VENV_PY, "-m", "pip", "install", "-q", "optuna>=5,<6"])
+    return subprocess.check_output([VENV_PY, "-c", "import optuna; print(optuna.__version__)"], text=True).strip()
+
+
+def build_with_gxx(build):
+    out = os.path.join(build, "mf_bench")
+    libs = [os.path.join(build, "tuners", "libkestrel_tuners.a"), os.path.join(build, "search", "libkestrel_search.a")]
+    subprocess.check_call(["g++", "-std=c++20", "-O2", "-I", ROOT, "-isystem", "/usr/include/eigen3",
+                           os.path.join(HERE, "mf_bench.cpp")] + libs + ["-o", out])
+    return out
+
+
+def lines(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+def quartiles(xs):
+    xs = sorted(xs)
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return q[0], statistics.median(xs), q[2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin")
+    ap.add_argument("--build")
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--budget", type=int, default=810)
+    ap.add_argument("--no-optuna", action="store_true")
+    ap.add_argument("--json", help="also write every run as JSON lines here")
+    a = ap.parse_args()
+    binary = a.bin or (build_with_gxx(a.build) if a.build else None)
+    if not binary:
+        ap.error("give --bin or --build")
+    version = None if a.no_optuna else ensure_optuna()
+    rows = []
+    for problem in ("moderate", "strong"):
+        runs = lines([binary, "random", str(3 * a.budget), str(a.seeds), problem])
+        for r in runs:
+            r["method"] = "kestrel_random_full_3x"
+        for m in ("random", "asha", "hyperband", "bohb", "asha_pruner"):
+            runs += lines([binary, m, str(a.budget), str(a.seeds), problem])
+        if version:
+            out = subprocess.run([VENV_PY, os.path.join(HERE, "optuna_peers.py"), str(a.budget), str(a.seeds), problem],
+                                 check=True, capture_output=True, text=True).stdout
+            runs += [json.loads(l) for l in out.splitlines() if l.strip()]
+        rows += runs
+    if a.json:
+        with open(a.json, "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    print("Optuna %s; %d seeds; budget %d steps (random_full_3x: %d)" % (version, a.seeds, a.budget, 3 * a.budget))
+    for problem in ("moderate", "strong"):
+        print("\n**%s crossing**\n" % problem)
+        print("| method | steps (median) | trials (median) | true final error: median | q1 | q3 |")
+        print("|---|---:|---:|---:|---:|---:|")
+        methods = []
+        for r in rows:
+            if r["problem"] == problem and r["method"] not in methods:
+                methods.append(r["method"])
+        for m in methods:
+            rs = [r for r in rows if r["problem"] == problem and r["method"] == m]
+            errs = [r["true_final_error"] for r in rs if r["true_final_error"] is not None]
+            q1, med, q3 = quartiles(errs)
+            print("| %s | %d | %d | %.4f | %.4f | %.4f |" % (m, statistics.median(r["steps"] for r in rs),
+                                                          statistics.median(r["trials"] for r in rs), med, q1, q3))
+
+
+if __name__ == "__main__":
+    main()

@@ -153,9 +153,10 @@ void build(Estimator& e, const std::vector<const double*>& rows, const std::vect
     if (p.bandwidth == "scott") {
       for (size_t j = 0; j < n_obs; ++j) D.sigma[j] = sigma0;
     } else {
-      // Distance to the farther neighbour among the observations, the prior mean and the domain ends.
+      // Distance to the farther neighbour among the observations and the domain ends (Optuna 5 no longer counts
+      // the prior's mean as a neighbour: it narrowed kernels near the centre for no reason).
       sorted.clear();
-      for (size_t j = 0; j <= n_obs; ++j) sorted.emplace_back(D.mu[j], j);
+      for (size_t j = 0; j < n_obs; ++j) sorted.emplace_back(D.mu[j], j);
       std::sort(sorted.begin(), sorted.end());
       const size_t m = sorted.size();
       auto at = [&](size_t i) { return i == 0 ? 0.0 : i == m + 1 ? 1.0 : sorted[i - 1].first; };  // with endpoints

@@ -24,10 +24,11 @@ struct TpeParams {
   int64_t weights_flat = 25;      // the newest trials weigh 1; older ones ramp linearly down to 1/n
   // Joint kernels over each group of parameters that are active together (the unconditional ones form one group,
   // each distinct condition another), instead of one independent estimator per parameter. Optuna's default is
-  // false; joint modelling captures interactions and was better on every function of our benchmark, so it is ours.
+  // false before 5.0; joint modelling captures interactions (Optuna 5 made it its default too).
   bool multivariate = true;
-  // Kernel bandwidths: "neighbor" (each kernel as wide as the gap to its farther neighbour in that dimension,
-  // Optuna's univariate rule) or "scott" (one width 0.2 n^(-1/(d+4)) per group, Optuna's multivariate rule).
+  // Kernel bandwidths: "neighbor" (each kernel as wide as the gap to its farther neighbour in that dimension, the
+  // rule of Optuna 5 in both modes) or "scott" (one width 0.2 n^(-1/(d+4)) per group, Optuna 3-4's multivariate
+  // rule; on our benchmark it lost to "neighbor" at 200 trials on every function).
   std::string bandwidth = "neighbor";
   bool constant_liar = true;      // running trials count as the worst (in the "above" set), so workers spread out
   std::string startup = "random"; // "random" or "sobol" for the start-up trials

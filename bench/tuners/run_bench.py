@@ -14,8 +14,9 @@ optimization time); CMA-ES ignores foreign trials, so for it N is reached by a r
 
 Kestrel tuners are given as NAME=KIND[:JSON params], e.g. "tpe=tpe", "tpe_indep=tpe:{\"multivariate\":false}",
 "gp=gp". Optuna samplers: random, tpe, tpe_mv (multivariate=True), cmaes, gp (GPSampler).
-The script creates bench/.venv and installs optuna>=5,<6, cmaes, scipy and torch (GPSampler needs the last two)
-with pip when they are missing; --no-optuna skips that side.
+The script creates bench/.venv and installs optuna>=5,<6, cmaes, scipy, torch and greenlet (GPSampler needs the
+last three; without greenlet it falls back to a slower sequential L-BFGS-B) with pip when they are missing;
+--no-optuna skips that side.
 """
 import argparse
 import json
@@ -192,14 +193,15 @@ def optuna_worker(args):
 
 
 def ensure_venv(log):
-    need = "import optuna, cmaes, scipy, torch; assert int(optuna.__version__.split('.')[0]) >= 5"
+    need = "import optuna, cmaes, scipy, torch, greenlet; assert int(optuna.__version__.split('.')[0]) >= 5"
     if os.path.exists(VENV_PY) and subprocess.run([VENV_PY, "-c", need], capture_output=True).returncode == 0:
         return True
     print("installing Optuna 5.x, cmaes, scipy, torch into %s (log: %s)" % (VENV, log), flush=True)
     with open(log, "a") as lf:
         if not os.path.exists(VENV_PY):
             subprocess.run([sys.executable, "-m", "venv", VENV], check=True, stdout=lf, stderr=lf)
-        r = subprocess.run([VENV_PY, "-m", "pip", "install", "optuna>=5,<6", "cmaes", "scipy", "torch", "numpy"],
+        r = subprocess.run([VENV_PY, "-m", "pip", "install", "optuna>=5,<6", "cmaes", "scipy", "torch", "numpy",
+                            "greenlet"],
                            stdout=lf, stderr=lf)
     return r.returncode == 0 and subprocess.run([VENV_PY, "-c", need], capture_output=True).returncode == 0
 

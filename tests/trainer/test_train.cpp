@@ -502,6 +502,27 @@ TEST(TrainSpecFile, ReadsTheExampleAndRefusesUnknownKeys) {
   EXPECT_THROW(parse_train_spec(bad_opt, "t.yaml"), ConfigError);
 }
 
+TEST(ModelFile, EveryExampleModelTrainsAtATinyBudget) {
+  if (!fs::exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  int seen = 0;
+  for (const auto& entry : fs::directory_iterator(src("configs/models"))) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    TrainSpec s = load_train_spec(entry.path().string());
+    s.epochs = 1;
+    s.data.subset = 300;
+    s.data.test_subset = 100;
+    s.checkpoint_dir.clear();
+    const TrainResult r = train(s);
+    ASSERT_EQ(r.history.size(), 1u);
+    EXPECT_TRUE(std::isfinite(r.history[0].train_loss));
+    EXPECT_TRUE(std::isfinite(r.test_accuracy));
+    ++seen;
+  }
+  EXPECT_GE(seen, 3);
+}
+
 TEST(Training, ShortFashionMnistRunLearns) {
   if (!fs::exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz"))
     GTEST_SKIP() << "dataset-fashion-mnist is not installed";

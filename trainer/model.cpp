@@ -148,8 +148,11 @@ Model::~Model() {
 
 void Model::release_plan() {
   nb_[0].out = nullptr;  // the caller's input, not ours
-  for (auto& b : nb_) {
-    if (b.out) backend_->free(b.out);
+  const auto& nodes = graph_.nodes();
+  for (size_t id = 0; id < nb_.size(); ++id) {
+    auto& b = nb_[id];
+    const bool alias = nodes[id].op.kind == OpKind::kFlatten || nodes[id].op.kind == OpKind::kIdentity;
+    if (b.out && !alias) backend_->free(b.out);
     if (b.grad) backend_->free(b.grad);
     if (b.aux) backend_->free(b.aux);
     b.out = b.grad = b.aux = nullptr;
@@ -169,8 +172,10 @@ void Model::plan(int max_batch) {
   for (size_t id = 1; id < nodes.size(); ++id) {
     const Node& nd = nodes[id];
     const size_t act = static_cast<size_t>(max_batch) * nd.shape.size();
-    // A producer fused with its ReLU never materialises its own output.
-    nb_[id].out = fused_relu_[id] >= 0 ? nullptr : backend_->alloc(act);
+    // A producer fused with its ReLU never materialises its own output, and Flatten/Identity
+    // outputs are their input's buffer (set in forward), so neither gets one.
+    const bool alias = nd.op.kind == OpKind::kFlatten || nd.op.kind == OpKind::kIdentity;
+    nb_[id].out = fused_relu_[id] >= 0 || alias ? nullptr : backend_->alloc(act);
     nb_[id].grad = backend_->alloc(act);
     if (nd.op.kind == OpKind::kBatchNorm) nb_[id].aux = backend_->alloc(2 * nd.shape.c);
     if (nd.op.kind == OpKind::kDropout) nb_[id].aux = backend_->alloc(act);
@@ -335,7 +340,7 @@ void Model::forward_node(int id, int n, bool train) {
     case OpKind::kTanh: be.activation_forward(b.out, in, count, Activation::kTanh, 0.0f); break;
     case OpKind::kSigmoid: be.activation_forward(b.out, in, count, Activation::kSigmoid, 0.0f); break;
     case OpKind::kFlatten:
-    case OpKind::kIdentity: be.copy(b.out, in, count); break;
+    case OpKind::kIdentity: b.out = const_cast<float*>(in); break;  // same memory, no copy
     case OpKind::kZero: be.fill(b.out, 0.0f, count); break;
     case OpKind::kAdd:
       be.copy(b.out, in, count);

@@ -32,13 +32,19 @@ fi
 # 2. PyTorch peers: Debian's python3-torch (1.13) through a venv with the system site packages,
 #    on the OpenMP build of OpenBLAS (libopenblas0-openmp; Debian's alternatives pick the pthread
 #    one by default, so it is put first on the library path); and a PyPI torch if one installs.
-DEB_VENV=$BUILD/.venv-debian
-[ -x "$DEB_VENV/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$DEB_VENV"
-OPENMP_BLAS=/usr/lib/x86_64-linux-gnu/openblas-openmp
-PEERS=("debian:env LD_LIBRARY_PATH=$OPENMP_BLAS $DEB_VENV/bin/python")
+PEERS=()
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  DEB_VENV=$BUILD/.venv-debian
+  [ -x "$DEB_VENV/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$DEB_VENV"
+  OPENMP_BLAS=/usr/lib/x86_64-linux-gnu/openblas-openmp
+  PEERS+=("debian:env LD_LIBRARY_PATH=$OPENMP_BLAS $DEB_VENV/bin/python")
+else
+  echo "Debian's python3-torch is not installed (apt-get install python3-torch libopenblas0-openmp); skipping that peer"
+fi
 PYPI_VENV=$BUILD/.venv-pypi
 if [ ! -x "$PYPI_VENV/bin/python" ] || ! "$PYPI_VENV/bin/python" -c 'import torch' 2>/dev/null; then
   /usr/bin/python3 -m venv "$PYPI_VENV"
+  # Plain PyPI torch is the CUDA build: about 5.4 GB installed (torch + nvidia-* + triton).
   "$PYPI_VENV/bin/pip" install -q torch numpy >"$BUILD/pip-torch.log" 2>&1 || echo "PyPI torch did not install (see $BUILD/pip-torch.log)"
 fi
 if "$PYPI_VENV/bin/python" -c 'import torch, numpy' 2>/dev/null; then

@@ -125,7 +125,8 @@ void build(Estimator& e, const std::vector<const double*>& rows, const std::vect
   const double sigma0 =
       0.2 * std::pow(static_cast<double>(std::max<size_t>(n_obs, 1)), -1.0 / (static_cast<double>(dims.size()) + 4.0));
   const double min_sigma = p.consider_magic_clip ? 1.0 / std::min(100.0, 1.0 + static_cast<double>(n_obs) + 1.0) : 1e-12;
-  std::vector<std::pair<double, size_t>> sorted;
+  // (quantized value << 24 | index; studies stay far below 2^24 trials): integer keys sort faster than pairs
+  std::vector<uint64_t> sorted;
   for (size_t d = 0; d < dims.size(); ++d) {
     auto& D = e.dims[d];
     D.kind = dims[d].kind;
@@ -155,30 +156,38 @@ void build(Estimator& e, const std::vector<const double*>& rows, const std::vect
     } else {
       // Distance to the farther neighbour among the observations and the domain ends (Optuna 5 no longer counts
       // the prior's mean as a neighbour: it narrowed kernels near the centre for no reason).
+      // The order comes from 40-bit quantized keys (ties by index); the gaps use the exact values.
       sorted.clear();
-      for (size_t j = 0; j < n_obs; ++j) sorted.emplace_back(D.mu[j], j);
+      for (size_t j = 0; j < n_obs; ++j)
+        sorted.push_back((static_cast<uint64_t>(std::clamp(D.mu[j], 0.0, 1.0) * 0x1.0p40) << 24) | j);
       std::sort(sorted.begin(), sorted.end());
       const size_t m = sorted.size();
-      auto at = [&](size_t i) { return i == 0 ? 0.0 : i == m + 1 ? 1.0 : sorted[i - 1].first; };  // with endpoints
+      auto idx = [&](size_t i) { return static_cast<size_t>(sorted[i - 1] & 0xFFFFFFu); };
+      auto at = [&](size_t i) { return i == 0 ? 0.0 : i == m + 1 ? 1.0 : D.mu[idx(i)]; };  // with endpoints
       for (size_t i = 1; i <= m; ++i) {
         double s = std::max(at(i) - at(i - 1), at(i + 1) - at(i));
         if (!p.consider_endpoints && m + 2 >= 4) {
           if (i == 1) s = at(2) - at(1);
           if (i == m) s = at(m) - at(m - 1);
         }
-        D.sigma[sorted[i - 1].second] = s;
+        D.sigma[idx(i)] = s;
       }
     }
     for (size_t j = 0; j < n_obs; ++j) D.sigma[j] = std::clamp(D.sigma[j], min_sigma, 1.0);
     D.sigma[n_obs] = 1.0;
     D.inv_sigma.resize(e.n);
     D.lnorm.resize(e.n);
+    double last_sigma = -1.0, last_log_sigma = 0.0;  // clipped kernels share one width: one log for all of them
     for (size_t j = 0; j < e.n; ++j) {
       D.inv_sigma[j] = 1.0 / D.sigma[j];
+      if (D.sigma[j] != last_sigma) {
+        last_sigma = D.sigma[j];
+        last_log_sigma = std::log(last_sigma);
+      }
       const double za = -D.mu[j] * D.inv_sigma[j], zb = (1.0 - D.mu[j]) * D.inv_sigma[j];
       // Kernels far inside the domain lose < 1e-15 of their mass to truncation: skip the two erfc calls.
       const double log_z = za < -8.5 && zb > 8.5 ? 0.0 : log_mass(za, zb);
-      D.lnorm[j] = -log_z - (D.kind == DimKind::Continuous ? std::log(D.sigma[j]) + kLogSqrt2Pi : 0.0);
+      D.lnorm[j] = -log_z - (D.kind == DimKind::Continuous ? last_log_sigma + kLogSqrt2Pi : 0.0);
     }
   }
 }

@@ -344,6 +344,8 @@ def main():
     ap.add_argument("--gp-ask-sizes", default=None, help="ask-time sizes for GP samplers (default --ask-sizes)")
     ap.add_argument("--no-ask", action="store_true")
     ap.add_argument("--no-optuna", action="store_true")
+    ap.add_argument("--optuna-from", default=None,
+                    help="take the Optuna rows from an earlier raw.jsonl instead of running Optuna again")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--optuna-worker", action="store_true", help=argparse.SUPPRESS)
@@ -381,7 +383,14 @@ def main():
             print("kestrel %-10s ask times %s" % (name, asks[-1]["ask_ms"]), flush=True)
 
     note = ""
-    if not args.no_optuna:
+    if args.optuna_from:
+        with open(args.optuna_from) as f:
+            for line in f:
+                d = json.loads(line)
+                if d["impl"] == "optuna":
+                    (asks if "ask_ms" in d and "regret" not in d else results).append(d)
+        note = "Optuna rows taken from %s (an earlier run of this script)." % args.optuna_from
+    elif not args.no_optuna:
         if not ensure_venv(os.path.join(args.out, "pip.log")):
             note = "Optuna side skipped: the venv could not be set up (see %s)." % os.path.join(args.out, "pip.log")
             print(note)

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -157,5 +158,14 @@ class Backend {
 
 // The CPU backend (Eigen + OpenMP). threads <= 0 means all hardware threads.
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+
+// Backends other than the CPU one register a factory under a kind name ("cuda") so the trainer
+// can create them from a device string without depending on them. index: the N of "cuda:N".
+using BackendFactory = std::function<std::unique_ptr<Backend>(int index, int threads)>;
+// Thread-safe; a later registration under the same kind replaces the earlier one.
+void register_backend(const std::string& kind, BackendFactory factory);
+// device: "cpu", "<kind>" (index 0) or "<kind>:<index>". throws ConfigError for a malformed device
+// or a kind nobody registered (e.g. "cuda" in a build without the CUDA backend).
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0);
 
 }  // namespace kestrel::trainer

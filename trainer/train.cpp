@@ -214,13 +214,14 @@ TrainSpec parse_train_spec(const YAML::Node& root, const std::string& file) {
   }
 
   if (const YAML::Node t = root["training"]) {
-    check_keys(t, {"epochs", "batch_size", "seed", "threads", "early_stopping", "target_accuracy", "freeze",
+    check_keys(t, {"epochs", "batch_size", "seed", "threads", "device", "early_stopping", "target_accuracy", "freeze",
                    "init_from", "checkpoint_dir", "checkpoint_every", "restore", "save_weights",
                    "evaluate_test"}, file, "training");
     read(t, "epochs", s.epochs, file, "training");
     read(t, "batch_size", s.batch_size, file, "training");
     read(t, "seed", s.seed, file, "training");
     read(t, "threads", s.threads, file, "training");
+    read(t, "device", s.device, file, "training");
     read(t, "target_accuracy", s.target_accuracy, file, "training");
     read(t, "init_from", s.init_from, file, "training");
     s.init_from = relative_to(file, s.init_from);
@@ -332,7 +333,7 @@ TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallb
     throw ConfigError(spec.file + ": the data has " + std::to_string(data.train.num_classes) +
                       " classes but the model only " + std::to_string(classes) + " outputs");
 
-  auto backend = make_cpu_backend(spec.threads);
+  auto backend = make_backend(spec.device, spec.threads);
   Model model(spec.model, *backend, spec.seed);
   if (!spec.init_from.empty()) {
     // A checkpoint folder (or a checkpoint_dir with `latest`) stands for its model.safetensors,

@@ -59,6 +59,7 @@ struct TrainSpec {
   int batch_size = 128;
   uint64_t seed = 0;
   int threads = 0;  // 0 = all cores
+  std::string device = "cpu";  // "cpu", or a registered backend such as "cuda:0" (make_backend)
   EarlyStopping early_stopping;
   double target_accuracy = 0.0;  // > 0: report the wall time at which validation reaches it
   std::vector<std::string> freeze;  // parameter names / node names / globs (Model::set_frozen)

@@ -482,6 +482,19 @@ TEST(TransferLearning, InitFromLoadsTheFittingTensorsAndKeepsTheNewHead) {
   fs::remove_all(dir);
 }
 
+TEST(Backends, DeviceStringsAndRegisteredFactories) {
+  EXPECT_EQ(make_backend("cpu", 1)->name(), "cpu");
+  EXPECT_THROW(make_backend("tpu:0"), ConfigError);
+  EXPECT_THROW(make_backend("cpu:x"), ConfigError);
+  int seen_index = -1;
+  register_backend("fakecpu", [&](int index, int threads) {
+    seen_index = index;
+    return make_cpu_backend(threads);
+  });
+  EXPECT_EQ(make_backend("fakecpu:3", 1)->name(), "cpu");
+  EXPECT_EQ(seen_index, 3);
+}
+
 TEST(TrainSpecFile, ReadsTheExampleAndRefusesUnknownKeys) {
   const TrainSpec s = load_train_spec(src("configs/models/mlp.yaml"));
   EXPECT_EQ(s.epochs, 10);

@@ -10,9 +10,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <new>
+#include <string>
 #include <vector>
 
+#include "common/error.hpp"
 #include "trainer/cpu/gemm.hpp"
 
 namespace kestrel::trainer::cpu {
@@ -752,6 +756,49 @@ namespace kestrel::trainer {
 
 std::unique_ptr<Backend> make_cpu_backend(int threads) {
   return std::make_unique<cpu::CpuBackend>(threads);
+}
+
+namespace {
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<std::string, BackendFactory>& registry() {
+  static std::map<std::string, BackendFactory> r;
+  return r;
+}
+}  // namespace
+
+void register_backend(const std::string& kind, BackendFactory factory) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  registry()[kind] = std::move(factory);
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
+  if (device.empty() || device == "cpu") return make_cpu_backend(threads);
+  std::string kind = device;
+  int index = 0;
+  if (const auto colon = device.find(':'); colon != std::string::npos) {
+    kind = device.substr(0, colon);
+    const std::string idx = device.substr(colon + 1);
+    if (idx.empty() || idx.find_first_not_of("0123456789") != std::string::npos)
+      throw ConfigError("device '" + device + "': expected cpu, KIND or KIND:INDEX (e.g. cuda:0)");
+    index = std::stoi(idx);
+  }
+  BackendFactory factory;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    auto it = registry().find(kind);
+    if (it == registry().end())
+      throw ConfigError("device '" + device + "': no '" + kind + "' backend in this build (available: cpu" +
+                        [&] {
+                          std::string names;
+                          for (const auto& [k, _] : registry()) names += ", " + k;
+                          return names;
+                        }() + ")");
+    factory = it->second;
+  }
+  return factory(index, threads);
 }
 
 }  // namespace kestrel::trainer

@@ -65,6 +65,11 @@ struct GpParams {
 //   partial or missing values say nothing reliable about the final objective). Maximized objectives are
 //   sign-flipped (minimize_sign). With several objectives each ask scalarizes them with random Chebyshev weights
 //   drawn for that trial number (ParEGO, Knowles 2006), after normalizing every objective to [0, 1].
+// - Model: inputs as above; outputs standardized, then warped (GpParams::output_warp); constant mean, Matérn-5/2
+//   ARD kernel and noise fitted by MAP (gp_model.hpp). Acquisition search: n_candidates scrambled Sobol' points of
+//   the unit cube plus n_local_candidates perturbations of the 5 best trials (Gaussian steps of 0.1 and 0.01 on
+//   numeric coordinates, resampled categories), every one decoded to a valid configuration before it is scored;
+//   the n_refine best distinct ones are refined (see AcqSearch in gp.cpp) and the best valid unseen one proposed.
 // - Running trials enter the model as fantasies (see GpParams::pending), via a rank-one Cholesky extension, so
 //   parallel workers do not propose the same point. A proposal never repeats a COMPLETE or running configuration
 //   when an unseen one is available.

@@ -1,7 +1,8 @@
 // gp_regret: in-process quality and overhead check of the GP tuner against Kestrel's random search: simple regret
 // on Branin, Hartmann-6, Rosenbrock-5 and a mixed space (15 seeds, 50 and 200 trials), and ask time vs history size.
 //
-// Usage: gp_regret [--seeds N] [--budget B] [--only NAME] [--timing-only] [--no-timing] [--params JSON]
+// Usage: gp_regret [--seeds N] [--budget B] [--only NAME] [--timing-only] [--no-timing] [--run-timing] [--per-seed]
+//                  [--params JSON]
 // Prints Markdown tables (median [q1, q3] of simple regret; ask time in ms) for bench/RESULTS.md.
 #include <algorithm>
 #include <chrono>
@@ -107,7 +108,15 @@ Problem mixed() {
 
 struct Run {
   std::vector<double> best_at;  // best regret after each trial
+  std::vector<double> ask_cpu_ms;  // thread CPU time of each ask
 };
+
+// CPU time of this thread: on a shared machine wall time also counts other people's processes.
+double thread_cpu_ms() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
+}
 
 Run run(const Problem& p, tuners::Tuner& t, int budget) {
   std::vector<std::unique_ptr<Trial>> trials;
@@ -118,7 +127,9 @@ Run run(const Problem& p, tuners::Tuner& t, int budget) {
     h.space = &p.space;
     h.objectives = {search::Objective{}};
     for (auto& tr : trials) h.trials.push_back(tr.get());
+    double c0 = thread_cpu_ms();
     auto prop = t.ask(h, i);
+    r.ask_cpu_ms.push_back(thread_cpu_ms() - c0);
     auto tr = std::make_unique<Trial>();
     tr->number = i;
     tr->state = TrialState::Complete;
@@ -143,13 +154,6 @@ Quart quartiles(std::vector<double> v) {
     return v[lo] + (pos - lo) * (v[hi] - v[lo]);
   };
   return {at(0.25), at(0.5), at(0.75)};
-}
-
-// CPU time of this thread: on a shared machine wall time also counts other people's processes.
-double thread_cpu_ms() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
 }
 
 // Median wall and thread-CPU milliseconds of one ask on a history of n_done random COMPLETE trials.
@@ -184,7 +188,7 @@ std::pair<double, double> ask_ms(const Problem& p, int n_done, const nlohmann::j
 
 int main(int argc, char** argv) {
   int seeds = 15, budget = 200;
-  bool timing = true, quality = true;
+  bool timing = true, quality = true, run_timing = false, per_seed = false;
   std::string only;
   nlohmann::json params = nlohmann::json::object();
   for (int i = 1; i < argc; ++i) {
@@ -194,6 +198,8 @@ int main(int argc, char** argv) {
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else if (a == "--timing-only") quality = false;
     else if (a == "--no-timing") timing = false;
+    else if (a == "--run-timing") run_timing = true;
+    else if (a == "--per-seed") per_seed = true;
     else if (a == "--params" && i + 1 < argc) params = nlohmann::json::parse(argv[++i]);
     else {
       std::fprintf(stderr, "usage: gp_regret [--seeds N] [--budget B] [--only NAME] [--timing-only] [--no-timing] [--params JSON]\n");
@@ -215,6 +221,16 @@ int main(int argc, char** argv) {
           auto t = kind == "gp" ? tuners::make_gp_tuner(params, s) : tuners::make_random_tuner({}, s);
           Run r = run(p, *t, budget);
           for (size_t c = 0; c < checkpoints.size(); ++c) at[c].push_back(r.best_at[checkpoints[c] - 1]);
+          if (per_seed)
+            std::printf("per-seed %s %s seed %d: regret %.3g after %d trials\n", p.name.c_str(), kind.c_str(), s,
+                        r.best_at.back(), budget);
+          if (run_timing && kind == "gp")
+            for (int from : {100, 200, 500, 1000})
+              if (from + 10 <= budget) {
+                std::vector<double> v(r.ask_cpu_ms.begin() + from, r.ask_cpu_ms.begin() + from + 10);
+                std::printf("in-run ask CPU ms, %s seed %d, asks %d..%d: median %.1f max %.1f\n", p.name.c_str(), s,
+                            from, from + 9, quartiles(v).med, *std::max_element(v.begin(), v.end()));
+              }
         }
         for (size_t c = 0; c < checkpoints.size(); ++c) {
           Quart q = quartiles(at[c]);

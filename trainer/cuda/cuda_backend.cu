@@ -461,6 +461,13 @@ __global__ void sgd_kernel(float* w, const float* g, float* buf, size_t n, float
   }
 }
 
+// ---------------------------------------------------------------- gathers
+
+template <class T>
+__global__ void gather_kernel(T* dst, const T* src, const int32_t* index, size_t total, size_t row) {
+  KESTREL_GRID_STRIDE(i, total) dst[i] = src[static_cast<size_t>(index[i / row]) * row + i % row];
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- convolution plans
@@ -940,6 +947,21 @@ void CudaBackend::sgd_step(float* w, const float* g, float* buf, size_t n, const
                                                     s.momentum, first ? 0.0f : s.momentum,
                                                     first ? 1.0f : 1.0f - s.dampening, s.weight_decay,
                                                     s.nesterov);
+  KESTREL_CUDA_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------- gathers
+
+void CudaBackend::gather_rows(float* dst, const float* src, const int32_t* index, int n, size_t row) {
+  const size_t total = static_cast<size_t>(n) * row;
+  if (total == 0) return;
+  gather_kernel<float><<<grid_for(total), kThreads, 0, stream_>>>(dst, src, index, total, row);
+  KESTREL_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::gather_labels(int32_t* dst, const int32_t* src, const int32_t* index, int n) {
+  if (n <= 0) return;
+  gather_kernel<int32_t><<<grid_for(n), kThreads, 0, stream_>>>(dst, src, index, static_cast<size_t>(n), 1);
   KESTREL_CUDA_CHECK_LAUNCH();
 }
 

@@ -140,6 +140,13 @@ class CudaBackend final : public Backend {
   // buf: momentum buffer (ignored when momentum == 0).
   void sgd_step(float* w, const float* g, float* buf, size_t n, const SgdStep& s);
 
+  // ---- batches from a data set kept on the device ----
+  // dst[i][:] = src[index[i]][:] for i < n (rows of `row` floats); labels likewise. index is
+  // device memory from alloc_labels(). Lets a loop shuffle on the device instead of copying
+  // every batch from the host.
+  void gather_rows(float* dst, const float* src, const int32_t* index, int n, size_t row);
+  void gather_labels(int32_t* dst, const int32_t* src, const int32_t* index, int n);
+
  private:
   struct ConvPlan;
   using ConvKey = std::tuple<int, int, int, int, int, int, int, int, int, int>;

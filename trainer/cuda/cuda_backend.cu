@@ -492,18 +492,21 @@ struct CudaBackend::ConvPlan {
 namespace {
 
 // Picks from cudnnFind* results (fastest first): a successful algorithm, deterministic if any is
-// (the CPU backend is deterministic and resumed runs should replay), and without TF32 unless
-// allowed. As PyTorch does, FP32 without TF32 runs every algorithm in FMA math.
+// (the CPU backend is deterministic and resumed runs should replay), and, without TF32, one
+// reported in FMA math if any is. As PyTorch does, FP32 without TF32 then runs the chosen
+// algorithm in FMA math whatever math type Find reported.
 template <class Perf>
 const Perf& pick_algorithm(const Perf* perf, int count, bool tf32, const char* what) {
-  const Perf* any = nullptr;
+  const Perf* best = nullptr;
+  int best_score = -1;
   for (int i = 0; i < count; ++i) {
     if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
-    if (perf[i].determinism == CUDNN_DETERMINISTIC) return perf[i];
-    if (!any) any = &perf[i];
+    const int score = (perf[i].determinism == CUDNN_DETERMINISTIC ? 2 : 0) +
+                      (tf32 || perf[i].mathType == CUDNN_FMA_MATH ? 1 : 0);
+    if (score > best_score) best = &perf[i], best_score = score;  // first = fastest at each score
   }
-  if (!any) throw TrainError(std::string("cuDNN found no working ") + what + " algorithm");
-  return *any;
+  if (!best) throw TrainError(std::string("cuDNN found no working ") + what + " algorithm");
+  return *best;
 }
 
 }  // namespace
@@ -534,7 +537,11 @@ CudaBackend::ConvPlan& CudaBackend::conv_plan(const ConvDims& d) {
     const auto& best = pick_algorithm(perf, got, options_.tf32, "convolution forward");
     p.fwd = best.algo;
     p.fwd_math = options_.tf32 ? best.mathType : CUDNN_FMA_MATH;
-    p.workspace = std::max(p.workspace, best.memory);
+    size_t bytes = 0;
+    KESTREL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.fwd_math));
+    KESTREL_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(cudnn_, p.x, p.w, p.conv, p.y, p.fwd, &bytes));
+    p.workspace = std::max({p.workspace, best.memory, bytes});
+    KESTREL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, math));
   }
   {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
@@ -543,7 +550,11 @@ CudaBackend::ConvPlan& CudaBackend::conv_plan(const ConvDims& d) {
     const auto& best = pick_algorithm(perf, got, options_.tf32, "convolution backward-data");
     p.bwd_data = best.algo;
     p.data_math = options_.tf32 ? best.mathType : CUDNN_FMA_MATH;
-    p.workspace = std::max(p.workspace, best.memory);
+    size_t bytes = 0;
+    KESTREL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.data_math));
+    KESTREL_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_, p.w, p.y, p.conv, p.x, p.bwd_data, &bytes));
+    p.workspace = std::max({p.workspace, best.memory, bytes});
+    KESTREL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, math));
   }
   {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
@@ -552,7 +563,10 @@ CudaBackend::ConvPlan& CudaBackend::conv_plan(const ConvDims& d) {
     const auto& best = pick_algorithm(perf, got, options_.tf32, "convolution backward-filter");
     p.bwd_filter = best.algo;
     p.filter_math = options_.tf32 ? best.mathType : CUDNN_FMA_MATH;
-    p.workspace = std::max(p.workspace, best.memory);
+    size_t bytes = 0;
+    KESTREL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.filter_math));
+    KESTREL_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn_, p.x, p.y, p.conv, p.w, p.bwd_filter, &bytes));
+    p.workspace = std::max({p.workspace, best.memory, bytes});
   }
   scratch(p.workspace);  // grow now, while planning, not inside the first training step
   return *conv_plans_.emplace(key, std::move(plan)).first->second;

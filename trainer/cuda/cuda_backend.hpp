@@ -64,6 +64,8 @@ class CudaBackend final : public Backend {
   void set_threads(int) override {}
   const CudaOptions& options() const { return options_; }
   MemoryPool& pool() { return *pool_; }
+  // The stream every op runs on (for collectives that must follow the ops, e.g. NCCL).
+  CUstream_st* stream() const { return stream_; }
   // Blocks until all queued work has finished (e.g. before reading a timer).
   void synchronize();
 

@@ -13,7 +13,10 @@ namespace kestrel::engine {
 
 std::string DeviceAllocation::cuda_visible_devices() const {
   std::string s;
-  for (size_t i = 0; i < devices.size(); ++i) s += (i ? "," : "") + std::to_string(devices[i]);
+  for (size_t i = 0; i < devices.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(devices[i]);
+  }
   return s;
 }
 

@@ -33,6 +33,7 @@ struct CmaesParams {
 // slot), which are then recorded as the next generation's basis. Until then ask() hands out its next unused slot
 // (slots beyond popsize replace failed, pruned or still-running ones). After each close the restart criteria
 // (tol_x, tol_fun, max_condition) are checked and, with restarts on, a new run begins with a larger population.
+// Objective: the first one, sign-adjusted (minimize_sign); PRUNED and FAILED trials never enter an update.
 // Trials without cma_* attributes (e.g. added by hand) are ignored. The same seed and params must be used on resume.
 // Categorical parameters are refused with a ConfigError (CMA-ES needs an ordered space; use tpe or gp there).
 // Thread safety: not thread-safe (Tuner contract).

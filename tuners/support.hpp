@@ -2,6 +2,7 @@
 // enumeration of finite spaces.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -27,7 +28,9 @@ class Rng {
   }
   double uniform() { return static_cast<double>(bits() >> 11) * 0x1.0p-53; }  // [0, 1)
   double normal();                                                             // N(0, 1), Box-Muller
-  int64_t below(int64_t n) { return static_cast<int64_t>(uniform() * static_cast<double>(n)); }  // [0, n)
+  int64_t below(int64_t n) {  // [0, n); the min guards the product rounding up to n
+    return std::min<int64_t>(n - 1, static_cast<int64_t>(uniform() * static_cast<double>(n)));
+  }
 
  private:
   uint64_t state_;

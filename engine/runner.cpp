@@ -34,6 +34,8 @@ class StudyTally {
     }
   }
   int64_t done() const { return done_; }  // COMPLETE + PRUNED
+  int64_t max_number() const { return state_.empty() ? -1 : state_.rbegin()->first; }
+  int64_t waiting() const { return waiting_; }
   const std::set<int64_t>& running() const { return running_; }
   int64_t running_before(int64_t number) const {
     return std::distance(running_.begin(), running_.lower_bound(number));
@@ -44,10 +46,12 @@ class StudyTally {
   void forget(int64_t number, TrialState s) {
     if (s == TrialState::Complete || s == TrialState::Pruned) --done_;
     if (s == TrialState::Running) running_.erase(number);
+    if (s == TrialState::Waiting) --waiting_;
   }
   void count(const Trial& t) {
     if (t.state == TrialState::Complete || t.state == TrialState::Pruned) ++done_;
     if (t.state == TrialState::Running) running_.insert(t.number);
+    if (t.state == TrialState::Waiting) ++waiting_;
     if (t.state == TrialState::Complete && !t.values.empty()) {
       double s = search::minimize_sign(study_.options().objectives[0].direction);
       if (!best_ || s * t.values[0] < s * *best_) best_ = t.values[0];
@@ -57,7 +61,7 @@ class StudyTally {
   Study& study_;
   int64_t cursor_ = 0;
   std::map<int64_t, TrialState> state_;
-  int64_t done_ = 0;
+  int64_t done_ = 0, waiting_ = 0;
   std::set<int64_t> running_;
   std::optional<double> best_;
 };
@@ -156,8 +160,11 @@ class Runner {
           set_stop("error");
           return;
         }
-        if (o_.n_trials > 0) {
-          // Another process may have asked at the same moment: the trials numbered before ours win the last slots.
+        // Another process may have asked at the same moment: the trials numbered before ours win the last slots.
+        // Numbers are assigned in order, so when ours directly follows the last one we saw and no WAITING trial
+        // could have been claimed meanwhile, nothing happened in between and the check before asking holds.
+        bool raced = h.number() != tally_.max_number() + 1 || tally_.waiting() > 0;
+        if (o_.n_trials > 0 && raced) {
           tally_.sync();
           if (tally_.done() + tally_.running_before(h.number()) >= o_.n_trials) {
             lk.unlock();

@@ -1,0 +1,272 @@
+// TrainerEvaluator: trial parameters written into the training file (text placeholders, dotted paths, shorthands),
+// the data set loaded once and shared, per-epoch reports with pruning through the trainer's epoch callback.
+#include "engine/trainer_evaluator.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "common/error.hpp"
+
+namespace kestrel::engine {
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::map<std::string, std::string>& shorthands() {
+  static const std::map<std::string, std::string> m = {
+      {"lr", "optimizer.lr"},           {"optimizer", "optimizer.kind"},
+      {"momentum", "optimizer.momentum"}, {"weight_decay", "optimizer.weight_decay"},
+      {"batch_size", "training.batch_size"}, {"epochs", "training.epochs"},
+      {"seed", "training.seed"},        {"label_smoothing", "loss.label_smoothing"},
+      {"schedule", "schedule.kind"}};
+  return m;
+}
+
+const std::set<std::string>& sections() {
+  static const std::set<std::string> s = {"model", "model_file", "data", "loss", "optimizer", "schedule", "training"};
+  return s;
+}
+
+std::vector<std::string> split_path(const std::string& dotted) {
+  std::vector<std::string> out;
+  std::stringstream ss(dotted);
+  std::string seg;
+  while (std::getline(ss, seg, '.')) out.push_back(seg);
+  return out;
+}
+
+bool is_index(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+}
+
+YAML::Node value_node(const search::Value& v) {
+  if (auto d = std::get_if<double>(&v)) return YAML::Node(*d);
+  if (auto i = std::get_if<int64_t>(&v)) return YAML::Node(static_cast<long long>(*i));
+  if (auto b = std::get_if<bool>(&v)) return YAML::Node(*b);
+  return YAML::Node(std::get<std::string>(v));
+}
+
+// Sets `value` at a dotted path, creating maps on the way; a numeric segment indexes an existing list.
+// yaml-cpp nodes are handles: reset() rebinds `cur`, whereas assignment would overwrite the node it points to.
+void set_path(YAML::Node root, const std::string& dotted, const YAML::Node& value, const std::string& what) {
+  auto segs = split_path(dotted);
+  if (segs.empty()) throw ConfigError(what + ": empty path");
+  YAML::Node cur;
+  cur.reset(root);
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const std::string& s = segs[i];
+    bool last = i + 1 == segs.size();
+    if (cur.IsSequence()) {
+      if (!is_index(s) || std::stoul(s) >= cur.size())
+        throw ConfigError(what + ": '" + dotted + "': '" + s + "' is not an index of a list of " +
+                          std::to_string(cur.size()));
+      size_t idx = std::stoul(s);
+      if (last) {
+        cur[idx] = value;
+        return;
+      }
+      YAML::Node next = cur[idx];
+      cur.reset(next);
+    } else {
+      if (cur.IsScalar()) throw ConfigError(what + ": '" + dotted + "': '" + s + "' is inside a plain value");
+      if (last) {
+        cur[s] = value;
+        return;
+      }
+      YAML::Node next = cur[s];
+      cur.reset(next);
+    }
+  }
+}
+
+// Applies a JSON object of settings: nested objects recurse, other values are set at their (dotted) key.
+void apply_settings(YAML::Node root, const nlohmann::json& j, const std::string& prefix) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string path = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (it->is_object())
+      apply_settings(root, *it, path);
+    else
+      set_path(root, path, YAML::Load(it->dump()), "trainer setting");
+  }
+}
+
+std::string placeholder(const std::string& name) { return "${" + name + "}"; }
+
+}  // namespace
+
+std::vector<std::string> TrainerEvaluator::metric_names() {
+  return {"val_loss",  "val_accuracy", "train_loss",  "train_accuracy",   "test_loss",
+          "test_accuracy", "param_count", "flops_per_sample", "wall_seconds"};
+}
+
+TrainerEvaluator::TrainerEvaluator(TrainerEvaluatorOptions options, std::vector<search::Objective> objectives,
+                                   SearchSpace space)
+    : options_(std::move(options)), objectives_(std::move(objectives)), space_(std::move(space)) {
+  std::ifstream in(options_.train_file);
+  if (!in) throw ConfigError("trainer: cannot read the training file '" + options_.train_file + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  text_ = ss.str();
+  auto known = metric_names();
+  for (const auto& o : objectives_) {
+    if (std::find(known.begin(), known.end(), o.name) == known.end()) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      throw ConfigError("trainer: objective '" + o.name + "' is not a trainer metric (known: " + list + ")");
+    }
+  }
+}
+
+trainer::TrainSpec TrainerEvaluator::spec_for(const Config& config, std::optional<double> budget,
+                                              const std::string& trial_dir) const {
+  // 1. Text placeholders (line numbers in the trainer's messages stay those of the file).
+  std::string text = text_;
+  std::set<std::string> in_text;
+  for (const auto& p : space_.params()) {
+    std::string ph = placeholder(p.name);
+    if (text.find(ph) == std::string::npos) continue;
+    in_text.insert(p.name);
+    auto it = config.find(p.name);
+    std::string v = it == config.end() ? "null"
+                    : std::holds_alternative<std::string>(it->second)
+                        ? nlohmann::json(std::get<std::string>(it->second)).dump()
+                        : search::to_string(it->second);
+    for (size_t pos = text.find(ph); pos != std::string::npos; pos = text.find(ph, pos + v.size()))
+      text.replace(pos, ph.size(), v);
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(options_.train_file + ":" + std::to_string(e.mark.line + 1) + ":" +
+                      std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  if (!root.IsMap()) throw ConfigError(options_.train_file + ": a training file must be a map");
+  // 2. Settings of the sweep, then the parameters by path or shorthand.
+  apply_settings(root, options_.settings, "");
+  for (const auto& [name, value] : config) {
+    if (in_text.count(name)) continue;
+    std::string path = name;
+    if (auto s = shorthands().find(name); s != shorthands().end()) path = s->second;
+    if (path.find('.') == std::string::npos)
+      throw ConfigError("trainer: parameter '" + name + "' lands nowhere: use ${" + name +
+                        "} in the training file, a dotted path (e.g. optimizer.weight_decay) or a shorthand");
+    set_path(root, path, value_node(value), "trainer: parameter '" + name + "'");
+  }
+  if (budget) set_path(root, "training.epochs", YAML::Node(static_cast<long long>(std::llround(*budget))), "budget");
+  trainer::TrainSpec spec = trainer::parse_train_spec(root, options_.train_file);
+  if (!spec.checkpoint_dir.empty() && !trial_dir.empty())
+    spec.checkpoint_dir = (fs::path(trial_dir) / "checkpoints").string();
+  return spec;
+}
+
+void TrainerEvaluator::validate() const {
+  for (const auto& p : space_.params()) {
+    if (text_.find(placeholder(p.name)) != std::string::npos) continue;
+    std::string path = p.name;
+    if (auto s = shorthands().find(p.name); s != shorthands().end()) path = s->second;
+    auto segs = split_path(path);
+    if (segs.size() < 2 || !sections().count(segs[0]))
+      throw ConfigError("trainer: parameter '" + p.name + "' lands nowhere: use ${" + p.name +
+                        "} in the training file, a dotted path into one of its sections (model, data, loss, "
+                        "optimizer, schedule, training) or a shorthand (lr, optimizer, momentum, weight_decay, "
+                        "batch_size, epochs, seed, label_smoothing, schedule)");
+  }
+  std::mt19937_64 rng(0);
+  Config sample = space_.sample(rng);
+  try {
+    spec_for(sample);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string("trainer: with parameters ") + search::config_to_json(sample).dump() + ": " +
+                      e.what());
+  }
+}
+
+std::shared_ptr<const trainer::TrainData> TrainerEvaluator::data_for(const trainer::TrainSpec& spec) {
+  const auto& d = spec.data;
+  std::ostringstream key;
+  key << d.dataset << '|' << d.dir << '|' << d.train_images << '|' << d.train_labels << '|' << d.test_images << '|'
+      << d.test_labels << '|' << d.train_path << '|' << d.test_path << '|' << d.label_column << '|'
+      << d.validation_fraction << '|' << d.subset << '|' << d.test_subset << '|' << d.normalize << '|' << spec.seed;
+  // Loading holds the lock: trials that need the same data wait for one load instead of each doing it.
+  std::lock_guard lk(data_mu_);
+  auto it = data_.find(key.str());
+  if (it != data_.end()) return it->second;
+  auto loaded = std::make_shared<const trainer::TrainData>(trainer::load_train_data(spec));
+  data_[key.str()] = loaded;
+  return loaded;
+}
+
+void TrainerEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
+  trainer::TrainSpec spec;
+  std::shared_ptr<const trainer::TrainData> data;
+  try {
+    spec = spec_for(trial.config(), trial.budget(), ctx.trial_dir);
+    data = data_for(spec);
+  } catch (const Error& e) {
+    trial.tell_failed(e.what());
+    return;
+  }
+
+  bool pruned = false, stopped = false;
+  int last_epoch = 0;
+  trainer::TrainCallbacks cb;
+  cb.on_epoch = [&](const trainer::EpochMetrics& m) {
+    last_epoch = m.epoch;
+    std::map<std::string, double> metrics;
+    for (auto [k, v] : {std::pair{"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy},
+                        {"train_loss", m.train_loss}, {"train_accuracy", m.train_accuracy}})
+      if (std::isfinite(v)) metrics[k] = v;
+    if (!metrics.empty()) trial.report(m.epoch, metrics);
+    if (trial.should_prune()) {
+      pruned = true;
+      return false;
+    }
+    if (ctx.stopping()) {
+      stopped = true;
+      return false;
+    }
+    return true;
+  };
+
+  trainer::TrainResult r;
+  try {
+    r = trainer::train(spec, *data, cb);
+  } catch (const Error& e) {
+    trial.tell_failed(e.what());
+    return;
+  }
+  if (pruned) {
+    trial.tell_pruned("pruned at epoch " + std::to_string(last_epoch));
+    return;
+  }
+  if (stopped) {
+    trial.tell_failed("stopped: the sweep was interrupted");
+    return;
+  }
+  const trainer::EpochMetrics& m =
+      spec.early_stopping.enabled && spec.early_stopping.restore_best ? r.best : r.final_metrics;
+  auto metric = [&](const std::string& name) -> double {
+    if (name == "val_loss") return m.val_loss;
+    if (name == "val_accuracy") return m.val_accuracy;
+    if (name == "train_loss") return m.train_loss;
+    if (name == "train_accuracy") return m.train_accuracy;
+    if (name == "test_loss") return r.test_loss;
+    if (name == "test_accuracy") return r.test_accuracy;
+    if (name == "param_count") return static_cast<double>(r.param_count);
+    if (name == "flops_per_sample") return static_cast<double>(r.flops_per_sample);
+    return r.final_metrics.wall_seconds;
+  };
+  trial.set_attr("epochs_run", std::to_string(r.history.size()));
+  trial.set_attr("best_epoch", std::to_string(r.best.epoch));
+  if (std::isfinite(r.test_accuracy)) trial.set_attr("test_accuracy", search::to_string(search::Value{r.test_accuracy}));
+  std::vector<double> values;
+  for (const auto& o : objectives_) values.push_back(metric(o.name));
+  trial.tell(values);
+}
+
+}  // namespace kestrel::engine

@@ -1,0 +1,69 @@
+// TrainerEvaluator: the built-in trainer as an evaluator. Each trial's parameters are written into the training
+// file (YAML) before it is read as a TrainSpec; validation metrics are reported every epoch and a pruned trial stops.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "engine/evaluator.hpp"
+#include "trainer/train.hpp"
+
+namespace kestrel::engine {
+
+// Where a trial's parameters go, in this order:
+//  1. "${name}" anywhere in the training file's text is replaced by the value (any key, e.g. a layer's width:
+//     `- {op: linear, out: ${hidden}}`). Strings are written as quoted YAML scalars.
+//  2. a dotted name is a path in the file: "optimizer.weight_decay", "training.batch_size",
+//     "model.nodes.1.out" (numbers index lists);
+//  3. shorthands: lr, optimizer (its kind), momentum, weight_decay -> optimizer.*; batch_size, epochs, seed ->
+//     training.*; label_smoothing -> loss.*; schedule -> schedule.kind.
+// A tuner budget (multi-fidelity) sets training.epochs.
+//
+// Objectives name metrics: val_loss, val_accuracy, train_loss, train_accuracy (of the best epoch when early
+// stopping restores it, else of the last), test_loss, test_accuracy, param_count, flops_per_sample, wall_seconds.
+struct TrainerEvaluatorOptions {
+  std::string train_file;                                // the training file (docs/model-file.md)
+  nlohmann::json settings = nlohmann::json::object();    // overrides applied before the parameters, same paths
+};
+
+// What this represents: the trainer evaluator of a sweep. Each epoch's validation metrics are reported (step =
+// epoch, 1-based) and should_prune() is asked; a pruned trial stops after that epoch and is told PRUNED. The data
+// set is loaded once per distinct data section and seed and shared by every trial.
+// Failures (a non-finite loss, a bad parameter value, unreadable data) fail the trial with the trainer's message.
+// When the training file sets training.checkpoint_dir, each trial checkpoints into <trial_dir>/checkpoints instead.
+// Thread safety: evaluate() may run concurrently (the data cache is locked; each trial trains on its own model).
+class TrainerEvaluator : public Evaluator {
+ public:
+  // Reads the training file. Throws ConfigError when it cannot be read or an objective is not a known metric.
+  TrainerEvaluator(TrainerEvaluatorOptions options, std::vector<search::Objective> objectives, SearchSpace space);
+
+  // Checks before a sweep that every parameter lands somewhere (rules above) and that the file, with a sample
+  // configuration of `space` applied, is a valid TrainSpec. Throws ConfigError naming the parameter or key.
+  void validate() const;
+
+  void evaluate(TrialHandle& trial, const EvalContext& ctx) override;
+  std::string name() const override { return "trainer"; }
+
+  // The TrainSpec a configuration gives (parameters applied as above). Throws ConfigError.
+  trainer::TrainSpec spec_for(const Config& config, std::optional<double> budget = std::nullopt,
+                              const std::string& trial_dir = "") const;
+
+  static std::vector<std::string> metric_names();
+
+ private:
+  std::shared_ptr<const trainer::TrainData> data_for(const trainer::TrainSpec& spec);
+
+  TrainerEvaluatorOptions options_;
+  std::vector<search::Objective> objectives_;
+  SearchSpace space_;
+  std::string text_;  // the training file's text
+
+  std::mutex data_mu_;
+  std::map<std::string, std::shared_ptr<const trainer::TrainData>> data_;  // by data section + seed
+};
+
+}  // namespace kestrel::engine

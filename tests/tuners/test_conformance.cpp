@@ -65,6 +65,21 @@ TEST_P(TunerConformance, HandlesEmptyAndAllFailedHistories) {
   }
 }
 
+TEST_P(TunerConformance, NonFiniteValuesNeitherCrashNorLeakIntoProposals) {
+  // An evaluator may report NaN or an infinity as a COMPLETE value; the tuner must stay valid and NaN-free.
+  MiniStudy st(space());
+  auto t = make(13);
+  for (int i = 0; i < 30; ++i) {
+    Trial& tr = st.ask(*t);
+    EXPECT_NO_THROW(st.space().check(tr.config));
+    EXPECT_FALSE(has_nan(tr.config));
+    double v = cube_loss(st.space(), tr.config);
+    if (i % 4 == 1) v = std::nan("");
+    if (i % 4 == 2) v = (i % 8 == 2) ? INFINITY : -INFINITY;
+    st.tell(tr, v);
+  }
+}
+
 TEST_P(TunerConformance, RunningTrialsAreSeenAndProposalsStayValid) {
   // Many trials in flight at once (parallel workers): the tuner must keep proposing valid, mostly distinct points.
   MiniStudy st(space());

@@ -201,6 +201,53 @@ TEST(Checkpoints, HyperbandPromotionsContinueFromTheirParentsCheckpointThroughTh
   EXPECT_LT(ev.steps.load(), static_cast<int64_t>(budget_sum));
 }
 
+TEST(Checkpoints, RetentionWithTheTunersPinsBoundsDiskAndNeverBreaksAPromotion) {
+  for (const std::string kind : {"hyperband", "asha", "pbt"}) {
+    TempDir d;
+    StudyOptions o;
+    o.name = "ret";
+    o.space = SearchSpace({search::ParamSpec::uniform("x", 0, 1)});
+    o.tuner = kind;
+    o.tuner_params = kind == "pbt" ? nlohmann::json{{"population", 4}, {"interval", 3}, {"total_steps", 9}}
+                                   : nlohmann::json{{"min_resource", 1}, {"max_resource", 9}, {"eta", 3}};
+    o.heartbeat_interval = 0;
+    Study study(open_store_in(d), o);
+    Checkpoints ck((d.path / "runs" / "ret").string(), CheckpointPolicy{2});
+    // The pins of future proposals come from a second instance of the tuner: its state is a function of the history.
+    auto twin = tuners::make_tuner(o.tuner, o.tuner_params, o.seed);
+    auto& user = dynamic_cast<tuners::CheckpointUser&>(*twin);
+    CountingEvaluator inner(ck, study);
+    struct Retaining : Evaluator {
+      CountingEvaluator& inner;
+      tuners::CheckpointUser& user;
+      Study& study;
+      size_t deleted = 0;
+      Retaining(CountingEvaluator& i, tuners::CheckpointUser& u, Study& s) : inner(i), user(u), study(s) {}
+      void evaluate(TrialHandle& h, const EvalContext& c) override {
+        inner.evaluate(h, c);
+        auto trials = study.trials();
+        tuners::History hist;
+        hist.space = &study.options().space;
+        hist.objectives = study.options().objectives;
+        for (const auto& t : trials) hist.trials.push_back(&t);
+        deleted += inner.ck.apply_retention(study, user.may_restore(hist)).size();
+      }
+      std::string name() const override { return "retaining"; }
+    } ev(inner, user, study);
+    RunOptions ro;
+    ro.runs_dir = (d.path / "runs").string();
+    ro.n_trials = 30;
+    optimize(study, ev, ro);
+    int restored = 0;
+    for (const auto& t : study.trials()) {
+      EXPECT_EQ(t.state, TrialState::Complete) << kind << " trial " << t.number << ": " << t.fail_reason;
+      if (t.attrs.count(tuners::kAttrRestoreFrom)) ++restored;
+    }
+    EXPECT_GT(restored, 0) << kind;
+    EXPECT_GT(ev.deleted, 0u) << kind << ": retention never deleted anything, so the test proved nothing";
+  }
+}
+
 TEST(Checkpoints, ACorruptParentFailsOnlyTheRestoringTrialNeverTheSweep) {
   TempDir d;
   StudyOptions o;

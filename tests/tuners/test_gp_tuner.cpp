@@ -121,6 +121,27 @@ TEST(GpTuner, RunningTrialsPushParallelProposalsApart) {
   EXPECT_GT(proposals("liar_max"), 3e-2);
 }
 
+TEST(GpTuner, SubsetRuleForLargeHistoriesStaysDeterministicAndKeepsTheBest) {
+  // Tiny caps make the bounded-cost path (best half + seeded subsample, for the model and for the fit) run from the
+  // 21st trial on: proposals must still be reproducible by a fresh instance and keep improving on Branin.
+  nlohmann::json caps = {{"max_model_points", 20}, {"max_fit_points", 10}};
+  MiniStudy st(branin_space());
+  GpTuner t(GpParams::from_json(caps), 8);
+  for (int i = 0; i < 45; ++i) {
+    if (i >= 30) {
+      GpTuner fresh(GpParams::from_json(caps), 8);
+      Proposal p = fresh.ask(st.history(), st.next_number());
+      Trial& tr = st.ask(t);
+      ASSERT_EQ(st.space().key(p.config), st.space().key(tr.config)) << "at trial " << i;
+      st.tell(tr, branin(search::as_double(tr.config.at("x1")), search::as_double(tr.config.at("x2"))));
+      continue;
+    }
+    Trial& tr = st.ask(t);
+    st.tell(tr, branin(search::as_double(tr.config.at("x1")), search::as_double(tr.config.at("x2"))));
+  }
+  EXPECT_LT(*st.best() - kBraninMin, 1e-2);
+}
+
 TEST(GpTuner, FailedAndPrunedTrialsDoNotChangeTheProposal) {
   MiniStudy st(branin_space());
   GpTuner t(GpParams{}, 4);

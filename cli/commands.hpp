@@ -1,4 +1,4 @@
-// The `kestrel` subcommands (run, resume, worker, status, trials, best, export, validate, list) and their exit codes.
+// The `kestrel` subcommands (run, resume, worker, status, trials, best, export, validate, list, train) and exit codes.
 // main.cpp parses the command line into these structs; each function returns the process exit code.
 #pragma once
 
@@ -33,6 +33,13 @@ struct RunArgs {
   std::optional<std::string> runs_dir;
 };
 
+struct TrainArgs {
+  std::string file;                   // the training file (docs/model-file.md)
+  std::optional<int> epochs, threads;
+  std::optional<uint64_t> seed;
+  bool json = false;
+};
+
 // Set by SIGINT/SIGTERM while a sweep runs; the runner stops asking and stops the running trials.
 extern std::atomic<bool> g_stop_requested;
 
@@ -43,6 +50,7 @@ int show_best(const GlobalOptions& g, bool json);
 int export_trials(const GlobalOptions& g, const std::string& format, const std::string& output);
 int validate_sweep(const std::string& path);
 int list_studies(const GlobalOptions& g, bool json);
+int train_model(const TrainArgs& a);  // cli/train.cpp
 
 // The default store URL: sqlite:///<cwd>/kestrel.db.
 std::string default_storage();

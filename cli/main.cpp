@@ -63,6 +63,15 @@ int main(int argc, char** argv) {
   auto* list = app.add_subcommand("list", "the studies in the store");
   list->add_flag("--json", list_json, "print JSON");
 
+  TrainArgs train_args;
+  auto* train = app.add_subcommand("train", "train one model from a training file (docs/model-file.md)");
+  train->add_option("file", train_args.file, "the training file (YAML)")->required();
+  train->add_option("--epochs", train_args.epochs, "override training.epochs")->check(CLI::PositiveNumber);
+  train->add_option("--threads", train_args.threads, "override training.threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+  train->add_option("--seed", train_args.seed, "override training.seed");
+  train->add_flag("--json", train_args.json, "print the history and final metrics as JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -80,6 +89,7 @@ int main(int argc, char** argv) {
     if (*exp) return export_trials(g, format, output);
     if (*validate) return validate_sweep(validate_path);
     if (*list) return list_studies(g, list_json);
+    if (*train) return train_model(train_args);
   } catch (const ConfigError& e) {
     std::cerr << "kestrel: error: " << e.what() << "\n";
     return kExitUsage;

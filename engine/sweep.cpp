@@ -16,6 +16,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/error.hpp"
+#include "nas/arch_space.hpp"
+#include "nas/controllers.hpp"
 
 namespace kestrel::engine {
 namespace fs = std::filesystem;
@@ -231,7 +233,7 @@ class Parser {
 
 const std::vector<std::string> kTopKeys = {"study",   "description", "storage",  "seed",         "space",
                                            "objective", "objectives", "tuner",  "pruner",       "evaluator",
-                                           "budget",  "n_jobs",      "retry_failed", "heartbeat", "runs_dir"};
+                                           "budget",  "n_jobs",      "retry_failed", "heartbeat", "runs_dir", "nas"};
 const std::vector<std::string> kParamKeys = {"type", "low", "high", "log", "step", "choices", "value", "condition"};
 const std::vector<std::string> kParamTypes = {"float", "int", "categorical", "fixed"};
 const std::vector<std::string> kBudgetKeys = {"n_trials", "timeout", "target", "max_failed"};
@@ -240,6 +242,7 @@ const std::vector<std::string> kEvaluatorKinds = {"command", "function", "traine
 const std::vector<std::string> kCommandKeys = {"kind",     "command",  "shell",     "env",     "cwd",  "timeout",
                                                "grace",    "metrics",  "regex",     "step_key", "final_key"};
 const std::vector<std::string> kFunctionKeys = {"kind", "function", "dim", "steps", "curve_scale", "metric"};
+const std::vector<std::string> kTrainerKeys = {"kind", "train_file", "settings"};
 const std::vector<std::string> kHeartbeatKeys = {"interval", "stale_after"};
 
 void parse_param(Parser& P, const std::string& name, const YAML::Node& n, std::vector<ParamSpec>& out,
@@ -386,13 +389,13 @@ void parse_param(Parser& P, const std::string& name, const YAML::Node& n, std::v
   out.push_back(p);
 }
 
-void parse_space(Parser& P, const YAML::Node& n, SweepSpec& s) {
+void parse_space(Parser& P, const YAML::Node& n, SweepSpec& s, const std::vector<ParamSpec>& extra) {
   if (!P.want_map(n, "space")) return;
-  if (n.size() == 0) {
+  if (n.size() == 0 && extra.empty()) {
     P.err(n, "space: needs at least one parameter");
     return;
   }
-  std::vector<ParamSpec> params;
+  std::vector<ParamSpec> params = extra;
   std::map<std::string, const YAML::Node*> where;
   std::vector<YAML::Node> nodes;  // keeps the nodes alive for `where`
   nodes.reserve(n.size());
@@ -415,7 +418,7 @@ void parse_space(Parser& P, const YAML::Node& n, SweepSpec& s) {
       return;
     }
   }
-  if (params.size() != n.size()) return;  // errors already reported
+  if (params.size() != n.size() + extra.size()) return;  // errors already reported
   try {
     s.space = SearchSpace(params);
   } catch (const ConfigError& e) {
@@ -536,6 +539,7 @@ void parse_evaluator(Parser& P, const YAML::Node& n, SweepSpec& s, bool root_has
       std::vector<std::string> known;
       for (const auto& p : s.space.params()) known.push_back(p.name);
       for (const char* k : {"trial", "trial_dir", "budget"}) known.push_back(k);
+      if (!s.nas_space.is_null()) known.push_back("arch");
       for (const auto& a : c.argv)
         for (auto it = std::sregex_iterator(a.begin(), a.end(), kPh); it != std::sregex_iterator(); ++it) {
           std::string ph = (*it)[1].str();
@@ -626,16 +630,18 @@ void parse_evaluator(Parser& P, const YAML::Node& n, SweepSpec& s, bool root_has
       }
     }
   } else if (*kind == "trainer") {
-    if (!n["model"]) P.err(n, "evaluator: missing 'model' (the model file)");
-    else if (auto m = P.str(n["model"], "evaluator.model")) {
+    P.check_keys(n, "evaluator", kTrainerKeys);
+    if (!n["train_file"]) {
+      P.err(n, "evaluator: missing 'train_file' (the training file, docs/model-file.md)");
+    } else if (auto m = P.str(n["train_file"], "evaluator.train_file")) {
       fs::path p(expand_sweep_dir(*m, s.dir));
-      e.trainer.model = p.is_absolute() || s.dir.empty() ? p.string() : (fs::path(s.dir) / p).lexically_normal().string();
-      P.note_line("evaluator.model", n["model"]);
+      e.trainer.train_file = p.is_absolute() ? p.string() : (fs::path(s.dir) / p).lexically_normal().string();
+      P.note_line("evaluator.train_file", n["train_file"]);
     }
-    e.trainer.settings = nlohmann::json::object();
-    for (const auto& kv : n)
-      if (kv.first.Scalar() != "kind" && kv.first.Scalar() != "model")
-        e.trainer.settings[kv.first.Scalar()] = yaml_to_json(kv.second);
+    if (n["settings"] && P.want_map(n["settings"], "evaluator.settings")) {
+      e.trainer.settings = yaml_to_json(n["settings"]);
+      P.note_line("evaluator.settings", n["settings"]);
+    }
   } else {
     std::string near = closest_match(*kind, kEvaluatorKinds);
     P.err(n["kind"], "evaluator.kind: unknown kind '" + *kind + "'" +
@@ -711,7 +717,29 @@ SweepSpec parse_sweep(const std::string& text, const std::string& file, const st
   if (root["seed"])
     if (auto v = P.at_least<int64_t>(P.integer(root["seed"], "seed"), 0, root["seed"], "seed"))
       s.seed = static_cast<uint64_t>(*v);
-  if (root["space"]) parse_space(P, root["space"], s);
+  // `nas:` adds one categorical parameter per architecture decision to the space.
+  std::vector<ParamSpec> arch;
+  if (root["nas"] && P.want_map(root["nas"], "nas")) {
+    const YAML::Node& nn = root["nas"];
+    P.check_keys(nn, "nas", {"space", "compile"});
+    s.nas_space = nn["space"] ? yaml_to_json(nn["space"]) : nlohmann::json::object();
+    s.nas_compile = nn["compile"] ? yaml_to_json(nn["compile"]) : nlohmann::json::object();
+    try {
+      arch = nas::arch_params(s.nas_space);
+      (void)nas::CompileOptions::from_json(s.nas_compile);
+    } catch (const ConfigError& e) {
+      P.err(nn, std::string("nas: ") + e.what());
+    }
+  }
+  if (root["space"]) {
+    parse_space(P, root["space"], s, arch);
+  } else if (!arch.empty()) {
+    try {
+      s.space = SearchSpace(arch);
+    } catch (const ConfigError& e) {
+      P.err(root["nas"], std::string("nas: ") + e.what());
+    }
+  }
 
   if (root["objective"] && root["objectives"]) P.err(root["objectives"], "give either 'objective' or 'objectives'");
   if (root["objective"]) {
@@ -758,7 +786,14 @@ SweepSpec parse_sweep(const std::string& text, const std::string& file, const st
   // The tuner and pruner check their own options; their messages gain the line here.
   if (P.errors.empty()) {
     try {
-      (void)tuners::make_tuner(s.tuner, s.tuner_params, s.seed);
+      if (s.tuner.rfind("nas_", 0) == 0) {
+        // Architecture controllers search the space of the `nas:` section (docs/nas.md).
+        if (s.nas_space.is_null()) throw ConfigError("tuner '" + s.tuner + "' needs a `nas:` section");
+        s.tuner_params["space"] = s.nas_space;
+        (void)nas::make_nas_tuner(s.tuner, s.tuner_params, s.seed);
+      } else {
+        (void)tuners::make_tuner(s.tuner, s.tuner_params, s.seed);
+      }
     } catch (const std::exception& e) {
       P.err(root["tuner"] ? root["tuner"] : root, "tuner: " + std::string(e.what()));
     }
@@ -828,7 +863,11 @@ void check_evaluator(const SweepSpec& s) {
   if (e.kind == "command") {
     // The evaluator knows its own rules (placeholders, regex, PATH look-up); we add where in the file.
     try {
-      CommandEvaluator ev(e.command, s.objectives, s.space);
+      CommandSpec spec = e.command;
+      if (!s.nas_space.is_null())  // {arch} is the architecture's canonical string, known per trial
+        for (auto& a : spec.argv)
+          for (size_t pos; (pos = a.find("{arch}")) != std::string::npos;) a.replace(pos, 6, "arch");
+      CommandEvaluator ev(spec, s.objectives, s.space);
       ev.validate(s.space);
     } catch (const ConfigError& ex) {
       throw ConfigError(line_of(s, "evaluator.command") + ": evaluator.command: " + ex.what());
@@ -836,10 +875,16 @@ void check_evaluator(const SweepSpec& s) {
     return;
   }
   if (e.kind == "trainer") {
-    throw ConfigError(line_of(s, "evaluator") + ": evaluator.kind: the trainer evaluator is not part of this build yet");
     std::error_code ec;
-    if (!fs::exists(e.trainer.model, ec))
-      throw ConfigError(line_of(s, "evaluator.model") + ": evaluator.model: '" + e.trainer.model + "' does not exist");
+    if (!fs::exists(e.trainer.train_file, ec))
+      throw ConfigError(line_of(s, "evaluator.train_file") + ": evaluator.train_file: '" + e.trainer.train_file +
+                        "' does not exist");
+    try {
+      TrainerEvaluator ev(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings}, s.objectives, s.space);
+      ev.validate();
+    } catch (const ConfigError& ex) {
+      throw ConfigError(line_of(s, "evaluator.train_file") + ": evaluator: " + ex.what());
+    }
   }
 }
 
@@ -849,7 +894,10 @@ std::unique_ptr<Evaluator> make_evaluator(const SweepSpec& s) {
   if (e.kind == "function")
     return std::make_unique<FunctionEvaluator>(make_benchmark_function(e.function.name, e.function.dim),
                                                e.function.options);
-  throw ConfigError(s.file + ": evaluator kind '" + e.kind + "' cannot be built in this build");
+  if (e.kind == "trainer")
+    return std::make_unique<TrainerEvaluator>(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings},
+                                              s.objectives, s.space);
+  throw ConfigError(s.file + ": unknown evaluator kind '" + e.kind + "'");
 }
 
 }  // namespace kestrel::engine

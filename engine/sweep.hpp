@@ -14,6 +14,7 @@
 #include "engine/command_evaluator.hpp"
 #include "engine/evaluator.hpp"
 #include "engine/functions.hpp"
+#include "engine/trainer_evaluator.hpp"
 #include "engine/runner.hpp"
 #include "engine/study.hpp"
 
@@ -26,10 +27,10 @@ struct FunctionSpec {
   FunctionEvaluatorOptions options;       // steps (learning curve for pruners), curve_scale, metric
 };
 
-// evaluator.kind == "trainer": the built-in trainer on a model description.
+// evaluator.kind == "trainer": the built-in trainer on a training file (docs/model-file.md).
 struct TrainerSpec {
-  std::string model;                      // path of the model file (resolved against the sweep dir)
-  nlohmann::json settings = nlohmann::json::object();  // every other key, passed to the trainer as is
+  std::string train_file;                 // resolved against the sweep dir
+  nlohmann::json settings = nlohmann::json::object();  // dotted-path overrides applied before the parameters
 };
 
 struct EvaluatorSpec {
@@ -69,6 +70,10 @@ struct SweepSpec {
   double heartbeat_s = 5.0;
   double stale_after_s = 0.0;             // 0: 4 x heartbeat
   std::string runs_dir = "kestrel_runs";  // per-trial folders (relative to the working directory)
+  // The `nas:` section (docs/nas.md): its architecture parameters are already part of `space`; nas_* tuners get
+  // `space` in their params. Null when the file has no such section.
+  nlohmann::json nas_space;
+  nlohmann::json nas_compile;
   std::map<std::string, int> lines;       // dotted key ("evaluator.command") -> 1-based line, for later messages
 
   StudyOptions study_options() const;     // also stores the sweep text and dir as study attributes

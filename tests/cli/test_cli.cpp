@@ -48,19 +48,55 @@ TEST(CliExamples, EveryExampleConfigValidates) {
   }
 }
 
+bool uses_nas(const std::string& path) { return read_file(path).find("\nnas:") != std::string::npos; }
+
+// Runs one example at a tiny budget; returns the run's result.
+CliResult run_example(const TempDir& d, const std::string& c) {
+  std::string study = fs::path(c).stem().string();
+  return run_cli({"run", c, "--storage", db_url(d), "--study", study, "--n-trials", "3", "-j", "2"}, d.path(), 300);
+}
+
+void expect_three_done(const TempDir& d, const std::string& c) {
+  std::string study = fs::path(c).stem().string();
+  auto t = run_cli({"trials", "--json", "--storage", db_url(d), "--study", study}, d.path());
+  ASSERT_TRUE(exited_with(t, 0));
+  auto j = nlohmann::json::parse(t.out);
+  int done = 0;
+  for (const auto& tr : j) done += tr["state"] == "COMPLETE" || tr["state"] == "PRUNED";
+  EXPECT_EQ(done, 3);
+}
+
 TEST(CliExamples, EveryExampleConfigRunsAtATinyBudget) {
   TempDir d;
   for (const auto& c : example_configs()) {
+    if (uses_nas(c)) continue;  // NasExampleConfigsRunAtATinyBudget
     SCOPED_TRACE(c);
-    std::string study = fs::path(c).stem().string();
-    auto r = run_cli({"run", c, "--storage", db_url(d), "--study", study, "--n-trials", "3", "-j", "2"}, d.path());
+    auto r = run_example(d, c);
     ASSERT_TRUE(exited_with(r, 0));
-    auto t = run_cli({"trials", "--json", "--storage", db_url(d), "--study", study}, d.path());
-    ASSERT_TRUE(exited_with(t, 0));
-    auto j = nlohmann::json::parse(t.out);
-    int done = 0;
-    for (const auto& tr : j) done += tr["state"] == "COMPLETE" || tr["state"] == "PRUNED";
-    EXPECT_EQ(done, 3);
+    expect_three_done(d, c);
+  }
+}
+
+TEST(CliExamples, NasExampleConfigsRunAtATinyBudget) {
+  TempDir d;
+  std::vector<std::string> waiting;
+  for (const auto& c : example_configs()) {
+    if (!uses_nas(c)) continue;
+    SCOPED_TRACE(c);
+    auto r = run_example(d, c);
+    // The nas_* controllers are built by nas::make_nas_tuner, which the Study does not call yet (docs/nas.md,
+    // "Sweep files"); until it does, such a run is refused before anything runs and this test says so.
+    if (r.code == 2 && r.err.find("unknown tuner 'nas_") != std::string::npos) {
+      waiting.push_back(fs::path(c).filename().string());
+      continue;
+    }
+    ASSERT_TRUE(exited_with(r, 0));
+    expect_three_done(d, c);
+  }
+  if (!waiting.empty()) {
+    std::string names;
+    for (const auto& w : waiting) names += " " + w;
+    GTEST_SKIP() << "the Study does not build nas_* tuners yet; not run:" << names;
   }
 }
 
@@ -448,6 +484,45 @@ runs_dir: runs
     EXPECT_EQ(t["state"], "FAILED");
     EXPECT_THAT(t["reason"].get<std::string>(), HasSubstr("interrupted"));
   }
+}
+
+// --- train -----------------------------------------------------------------------------------------------------
+
+TEST(CliTrain, TrainsATinyModelAndReportsEveryEpoch) {
+  TempDir d;
+  write_file(d / "m.yaml", "model_file: " + source_dir() + "/configs/models/mlp.yaml\n" +
+                               "data: {subset: 600, test_subset: 200}\n"
+                               "training: {epochs: 2, threads: 1, batch_size: 64, target_accuracy: 0}\n");
+  auto r = run_cli({"train", "m.yaml", "--json"}, d.path(), 120);
+  ASSERT_TRUE(exited_with(r, 0));
+  auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  ASSERT_EQ(j["history"].size(), 2u);
+  EXPECT_EQ(j["history"][1]["epoch"], 2);
+  EXPECT_GT(j["param_count"].get<int64_t>(), 200000);
+  EXPECT_TRUE(j["test_accuracy"].is_number());
+  auto text = run_cli({"train", "m.yaml", "--epochs", "1"}, d.path(), 120);
+  ASSERT_TRUE(exited_with(text, 0));
+  EXPECT_THAT(text.out, HasSubstr("epoch 1/1"));
+  EXPECT_THAT(text.out, ::testing::Not(HasSubstr("epoch 2/")));
+}
+
+TEST(CliTrain, BadTrainingFileIsAConfigError) {
+  TempDir d;
+  write_file(d / "m.yaml", "model:\n  input: [4]\n  nodes:\n    - {op: linaer, out: 2}\n");
+  auto r = run_cli({"train", "m.yaml"}, d.path());
+  EXPECT_TRUE(exited_with(r, 2));
+  EXPECT_THAT(r.err, HasSubstr("m.yaml:4"));
+}
+
+TEST(CliTrain, TrainerSweepWithAMissingTrainingFileIsRefused) {
+  TempDir d;
+  write_file(d / "s.yaml", "space:\n  lr: {type: float, low: 1e-4, high: 1e-2, log: true}\n"
+                           "objective: {name: val_accuracy, direction: maximize}\n"
+                           "evaluator:\n  kind: trainer\n  train_file: nowhere.yaml\n");
+  auto r = run_cli({"run", "s.yaml", "--storage", db_url(d)}, d.path());
+  EXPECT_TRUE(exited_with(r, 2));
+  EXPECT_THAT(r.err, HasSubstr("s.yaml:6: evaluator.train_file"));
+  EXPECT_FALSE(fs::exists(d / "k.db"));
 }
 
 }  // namespace

@@ -180,6 +180,23 @@ TEST(ParseSweep, FunctionEvaluatorWithoutSpaceUsesTheFunctionsBox) {
   EXPECT_TRUE(s.space.index_of("x5").has_value());
 }
 
+TEST(ParseSweep, NasSectionAddsOneParameterPerArchitectureDecision) {
+  SweepSpec s = parse_sweep(R"(nas:
+  space: {type: cell}
+space:
+  lr: {type: float, low: 1e-4, high: 1e-2, log: true}
+tuner: {kind: nas_evolution, population: 10}
+evaluator: {kind: command, command: [echo, "{arch}", "{lr}"]}
+)",
+                            "n.yaml", "/tmp");
+  EXPECT_EQ(s.space.size(), 7u);  // six cell edges + lr
+  EXPECT_TRUE(s.space.index_of("lr").has_value());
+  EXPECT_EQ(s.tuner_params["space"], s.nas_space);
+  EXPECT_THAT(error_of("space:\n  x: {type: float, low: 0, high: 1}\ntuner: nas_bo\nevaluator: {kind: command, "
+                       "command: [echo]}\n"),
+              HasSubstr("needs a `nas:` section"));
+}
+
 TEST(ParseSweepErrors, MalformedYamlHasLineAndColumn) {
   std::string e = error_of("space:\n  x: {type: float, low: 0\nevaluator: {}\n");
   EXPECT_THAT(e, ::testing::MatchesRegex("s\\.yaml:[0-9]+:[0-9]+: malformed YAML.*"));

@@ -89,7 +89,7 @@ def main():
         match = [r for r in o if r["store"] == kr["store"] and r["stored"] == kr["stored"]]
         orow = match[0] if match else None
         ratio = orow["ask_tell_p50_ms"] / kr["ask_tell_p50_ms"] if orow else float("nan")
-        print("| %s | %d | %.3f / %.3f | %.3f | %s | %.0fx |" % (
+        print("| %s | %d | %.3f / %.3f | %.3f | %s | %.2f |" % (
             "SQLite :memory: vs Optuna in-memory" if kr["store"] == "memory" else "SQLite file (both)",
             kr["stored"], kr["ask_tell_p50_ms"], kr["ask_tell_mean_ms"], kr["optimize_mean_ms"],
             "%.3f / %.3f (n=%d)" % (orow["ask_tell_p50_ms"], orow["ask_tell_mean_ms"], orow["measured"])
@@ -97,7 +97,7 @@ def main():
     print()
     print("Whole-process resume of a %d-trial SQLite study (start, open, load, first ask + tell, exit), %d runs:" % (
         a.resume_trials, a.resume_runs))
-    print("Kestrel median %.3f s (%s); Optuna median %.3f s (%s); ratio %.0fx" % (
+    print("Kestrel median %.3f s (%s); Optuna median %.3f s (%s); ratio %.1f" % (
         statistics.median(kres), ", ".join("%.3f" % x for x in kres), statistics.median(ores),
         ", ".join("%.3f" % x for x in ores), statistics.median(ores) / statistics.median(kres)))
     print()

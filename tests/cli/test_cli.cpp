@@ -1,5 +1,7 @@
 // End-to-end tests of the `kestrel` binary: example configs, every bad input of issue 2 (refused with file:line,
 // nothing overwritten), failing commands, reports (trials/best/export), resume and interruption.
+#include <pty.h>
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -484,6 +486,41 @@ runs_dir: runs
     EXPECT_EQ(t["state"], "FAILED");
     EXPECT_THAT(t["reason"].get<std::string>(), HasSubstr("interrupted"));
   }
+}
+
+// --- progress on a terminal -----------------------------------------------------------------------------------
+
+TEST(CliProgress, OnATerminalOneLineIsRedrawnInPlace) {
+  TempDir d;
+  // A sweep slow enough (0.3 s per trial) for the redraw thread to draw between trials.
+  write_file(d / "slow.sh", "#!/bin/sh\nsleep 0.3\necho value=$1\n", true);
+  write_file(d / "s.yaml", "study: tty\nspace:\n  x: {type: float, low: 0, high: 1}\nevaluator:\n  kind: command\n"
+                           "  command: [./slow.sh, \"{x}\"]\nbudget: {n_trials: 4}\n");
+  int master = -1;
+  pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::chdir(d.path().c_str()) != 0) ::_exit(126);
+    std::string bin = kestrel_bin(), url = db_url(d);
+    ::execl(bin.c_str(), bin.c_str(), "run", "s.yaml", "--storage", url.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(master, buf, sizeof buf);
+    if (n <= 0) break;  // EIO once the child has exited and the terminal is closed
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(master);
+  EXPECT_EQ(wait_cli(pid, 30), 0) << out;
+  EXPECT_THAT(out, HasSubstr("\r\x1b[K"));
+  EXPECT_THAT(out, ::testing::ContainsRegex("[0-9]/4 done, [0-9] running"));
+  EXPECT_THAT(out, HasSubstr("4/4 done"));
+  EXPECT_THAT(out, HasSubstr("elapsed"));
+  EXPECT_THAT(out, HasSubstr("ETA"));
+  // No per-trial log lines on a terminal (only failures and new bests scroll above the live line).
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("[2/4] trial")));
 }
 
 // --- train -----------------------------------------------------------------------------------------------------

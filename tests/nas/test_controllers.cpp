@@ -169,6 +169,40 @@ TEST(Controllers, ProposeHyperparametersAlongsideTheArchitecture) {
   }
 }
 
+TEST(Controllers, SearchTheMacroSpaceWithConfigsThatPassTheSpaceCheck) {
+  const nlohmann::json macro = {{"type", "macro"}, {"depths", {1, 2, 3}}, {"widths", {8, 16}}};
+  const auto arch_space = make_arch_space(macro);
+  const search::SearchSpace ss(arch_params(macro));
+  for (const std::string kind : {"nas_random", "nas_evolution", "nas_reinforce", "nas_bo"}) {
+    nlohmann::json params = {{"space", macro}};
+    if (kind == "nas_evolution") params.update({{"population", 4}, {"sample_size", 2}});
+    if (kind == "nas_bo") params["n_startup"] = 4;
+    auto t = make_nas_tuner(kind, params, 3);
+    std::vector<search::Trial> trials;
+    std::set<std::string> seen;
+    for (int i = 0; i < 20; ++i) {
+      tuners::History h;
+      h.space = &ss;
+      h.objectives = {search::Objective{}};
+      for (const auto& tr : trials) h.trials.push_back(&tr);
+      const auto p = t->ask(h, i);
+      EXPECT_NO_THROW(ss.check(p.config)) << kind;
+      const Arch a = arch_space->from_config(p.config);
+      EXPECT_EQ(p.attrs.at("arch"), arch_space->canonical(a));
+      EXPECT_TRUE(seen.insert(p.attrs.at("arch")).second) << kind << " repeated " << p.attrs.at("arch");
+      search::Trial tr;
+      tr.number = i;
+      tr.config = p.config;
+      tr.state = search::TrialState::Complete;
+      // A made-up loss: deeper and wider is better.
+      double loss = -static_cast<double>(std::count(p.attrs.at("arch").begin(), p.attrs.at("arch").end(), '|'));
+      loss -= 0.1 * static_cast<double>(p.attrs.at("arch").find("w16") != std::string::npos);
+      tr.values = {loss};
+      trials.push_back(tr);
+    }
+  }
+}
+
 TEST(Pareto, RanksFrontsAndCrowdsTheirMembers) {
   const std::vector<std::vector<double>> p = {{1, 5}, {2, 3}, {4, 1}, {3, 4}, {5, 5}, {2, 3}};
   const auto r = nondominated_ranks(p);

@@ -168,3 +168,12 @@ TEST(Process, ChildSeesAddedEnvironmentAndWorkingFolder) {
   EXPECT_TRUE(c.wait().ok());
   EXPECT_EQ(out, "42 " + fs::canonical(d.path).string() + "\n");
 }
+
+TEST(Process, TerminateEndsTheWholeProcessGroup) {
+  // The shell's background sleep is in the child's group; it must end with the child.
+  ChildProcess c(SpawnOptions{{"/bin/sh", "-c", "sleep 100 & sleep 100"}, {}, ""});
+  ASSERT_TRUE(group_alive(c.pid()));
+  ExitStatus st = c.terminate(1.0);
+  EXPECT_FALSE(st.ok());
+  EXPECT_TRUE(group_gone_eventually(c.pid()));
+}

@@ -292,8 +292,13 @@ int run_sweep(const GlobalOptions& g, const RunArgs& a, RunMode mode) {
   std::optional<store::StudyInfo> existing;
   if (mode == RunMode::Resume && study_name.empty()) existing = pick_study(*st, "", url);
   else existing = st->find_study(study_name);
+  // Running the same, unchanged sweep file again continues its study (so `scripts/quickstart` can be re-run);
+  // a different sweep under a taken name is refused rather than mixed into someone else's history.
+  if (mode == RunMode::Run && existing && spec && attr(*existing, engine::kSweepTextAttr) == spec->text &&
+      attr(*existing, engine::kSweepDirAttr) == spec->dir)
+    mode = RunMode::Resume;
   if (mode == RunMode::Run && existing)
-    throw ConfigError("study '" + study_name + "' already exists in " + url + ": continue it with `kestrel resume " +
+    throw ConfigError("study '" + study_name + "' already exists in " + url + " from another or a changed sweep file: continue it with `kestrel resume " +
                       (a.sweep.empty() ? "" : a.sweep + " ") + "--study " + study_name +
                       "`, add a process with `kestrel worker`, or start a new one with --study NEW_NAME");
   if (mode == RunMode::Resume && !existing)
@@ -312,7 +317,7 @@ int run_sweep(const GlobalOptions& g, const RunArgs& a, RunMode mode) {
       engine::check_evaluator(*spec);
     }
   }
-  if (a.seed && existing && mode != RunMode::Run && overrides.value("seed", spec->seed) != *a.seed)
+  if (a.seed && existing && overrides.value("seed", spec->seed) != *a.seed)
     throw ConfigError("--seed cannot change the seed of an existing study (its tuner would no longer match its history)");
   const nlohmann::json given = overrides_of(a);
   for (const auto& [k, v] : given.items()) overrides[k] = v;

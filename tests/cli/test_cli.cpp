@@ -259,15 +259,26 @@ TEST(CliBadInput, ReadingCommandsDoNotCreateADatabase) {
   EXPECT_FALSE(fs::exists(d / "kestrel.db"));
 }
 
-TEST(CliBadInput, RunRefusesAnExistingStudy) {
+TEST(CliBadInput, RunContinuesItsOwnStudyButRefusesAnotherSweepsStudy) {
   TempDir d;
   write_file(d / "s.yaml", kBranin);
-  ASSERT_TRUE(exited_with(run_cli({"run", "s.yaml"}, d.path()), 0));  // default storage: ./kestrel.db
+  ASSERT_TRUE(exited_with(run_cli({"run", "s.yaml", "--n-trials", "3"}, d.path()), 0));  // default: ./kestrel.db
   EXPECT_TRUE(fs::exists(d / "kestrel.db"));
+  // The same file again: the study continues (with the stored overrides, here raised to 5 trials).
+  auto again = run_cli({"run", "s.yaml", "--n-trials", "5"}, d.path());
+  ASSERT_TRUE(exited_with(again, 0));
+  EXPECT_THAT(again.out, HasSubstr("continuing study 'demo'"));
+  EXPECT_THAT(again.out, HasSubstr("trial 4 COMPLETE"));
+  EXPECT_THAT(again.out, ::testing::Not(HasSubstr("trial 5 ")));
+  // A changed file under the same study name is refused, and nothing is added.
+  write_file(d / "s.yaml", std::string(kBranin) + "n_jobs: 2\n");
   auto r = run_cli({"run", "s.yaml"}, d.path());
   EXPECT_TRUE(exited_with(r, 2));
   EXPECT_THAT(r.err, HasSubstr("already exists"));
   EXPECT_THAT(r.err, HasSubstr("kestrel resume"));
+  auto list = run_cli({"list", "--json"}, d.path());
+  ASSERT_TRUE(exited_with(list, 0));
+  EXPECT_EQ(nlohmann::json::parse(list.out)[0]["trials"], 5);
 }
 
 TEST(CliBadInput, UnknownSubcommandOrOptionIsAUsageError) {

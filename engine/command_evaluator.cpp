@@ -303,7 +303,7 @@ void CommandEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
     }
   };
 
-  LineSplitter out_lines, err_lines;
+  LineSplitter out_lines;
   auto on_stdout = [&](std::string_view chunk) {
     if (out_log) std::fwrite(chunk.data(), 1, chunk.size(), out_log);
     out_lines.feed(chunk, on_line);

@@ -56,6 +56,7 @@ ExitStatus decode(int wstatus) {
 
 std::string ExitStatus::describe() const {
   if (exited) return "exit code " + std::to_string(code);
+  if (signal == 0) return "exit status lost (the child was reaped elsewhere, e.g. SIGCHLD set to SIG_IGN)";
   const char* abbrev = ::sigabbrev_np(signal);
   return "killed by signal " + std::to_string(signal) + (abbrev ? " (SIG" + std::string(abbrev) + ")" : "");
 }

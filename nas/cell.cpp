@@ -6,7 +6,6 @@
 #include <functional>
 #include <set>
 
-#include <boost/graph/breadth_first_search.hpp>
 #include <boost/graph/reverse_graph.hpp>
 #include <boost/graph/topological_sort.hpp>
 
@@ -33,8 +32,8 @@ int family_kernel(const std::string& name, const std::string& family) {
 // Nodes reachable from `start` in `g` over edges whose op is not `none`.
 template <class G>
 std::vector<char> reachable(const G& g, int start, int none) {
-  // A filtered BFS by hand would be shorter, but BFS over the real graph keeps one representation of the cell;
-  // the visitor skips "none" edges by refusing to colour their targets.
+  // A graph search over the cell's own Boost.Graph (forward or reversed view), skipping "none" edges; a BGL
+  // filtered_graph + breadth_first_search would do the same with more machinery for a graph of a few nodes.
   std::vector<char> seen(boost::num_vertices(g), 0);
   std::vector<int> queue{start};
   seen[start] = 1;

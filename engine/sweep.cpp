@@ -888,8 +888,44 @@ void check_evaluator(const SweepSpec& s) {
   }
 }
 
+namespace {
+
+// The command evaluator of a sweep with a `nas:` section: each trial's architecture decisions become its canonical
+// string, stored as the trial attribute "arch", substituted for {arch} and passed as $KESTREL_ARCH (docs/nas.md).
+// A CommandEvaluator is built per trial because {arch} is only known then; that costs a regex compile at most.
+class ArchCommandEvaluator : public Evaluator {
+ public:
+  ArchCommandEvaluator(CommandSpec spec, std::vector<Objective> objectives, SearchSpace space,
+                       std::shared_ptr<const nas::ArchSpace> arch)
+      : spec_(std::move(spec)), objectives_(std::move(objectives)), space_(std::move(space)), arch_(std::move(arch)) {}
+
+  void evaluate(TrialHandle& trial, const EvalContext& ctx) override {
+    std::string canon = arch_->canonical(arch_->from_config(trial.config()));
+    trial.set_attr("arch", canon);
+    CommandSpec spec = spec_;
+    // Under a shell the string is quoted: canonical cells contain '|' and '~'.
+    std::string text = spec.shell ? "'" + canon + "'" : canon;
+    for (auto& a : spec.argv)
+      for (size_t pos = a.find("{arch}"); pos != std::string::npos; pos = a.find("{arch}", pos + text.size()))
+        a.replace(pos, 6, text);
+    spec.env["KESTREL_ARCH"] = canon;
+    CommandEvaluator(spec, objectives_, space_).evaluate(trial, ctx);
+  }
+  std::string name() const override { return "command"; }
+
+ private:
+  CommandSpec spec_;
+  std::vector<Objective> objectives_;
+  SearchSpace space_;
+  std::shared_ptr<const nas::ArchSpace> arch_;
+};
+
+}  // namespace
+
 std::unique_ptr<Evaluator> make_evaluator(const SweepSpec& s) {
   const EvaluatorSpec& e = s.evaluator;
+  if (e.kind == "command" && !s.nas_space.is_null())
+    return std::make_unique<ArchCommandEvaluator>(e.command, s.objectives, s.space, nas::make_arch_space(s.nas_space));
   if (e.kind == "command") return std::make_unique<CommandEvaluator>(e.command, s.objectives, s.space);
   if (e.kind == "function")
     return std::make_unique<FunctionEvaluator>(make_benchmark_function(e.function.name, e.function.dim),

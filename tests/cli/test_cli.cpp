@@ -499,6 +499,35 @@ runs_dir: runs
   }
 }
 
+TEST(CliCommands, NasArchitectureReachesTheCommandAsItsCanonicalString) {
+  TempDir d;
+  // Cells' canonical strings start with '|'; anything else scores NaN and would fail the trial.
+  write_file(d / "score.sh", "#!/bin/sh\necho \"$KESTREL_ARCH\" > \"arch.$2\"\n"
+                             "case \"$1\" in \"|\"*) echo score=1 ;; *) echo score=nan ;; esac\n", true);
+  write_file(d / "s.yaml", R"(study: cells
+nas:
+  space: {type: cell}
+objective: {name: score, direction: maximize}
+tuner: random
+evaluator:
+  kind: command
+  command: [./score.sh, "{arch}", "{trial}"]
+budget: {n_trials: 3}
+)");
+  auto r = run_cli({"run", "s.yaml", "--storage", db_url(d)}, d.path());
+  ASSERT_TRUE(exited_with(r, 0));
+  auto ex = run_cli({"export", "--format", "json", "--storage", db_url(d)}, d.path());
+  ASSERT_TRUE(exited_with(ex, 0));
+  auto j = nlohmann::json::parse(ex.out);
+  ASSERT_EQ(j["trials"].size(), 3u);
+  for (const auto& t : j["trials"]) {
+    EXPECT_EQ(t["state"], "COMPLETE");
+    std::string arch = t["attrs"]["arch"];
+    EXPECT_EQ(arch[0], '|');
+    EXPECT_EQ(read_file(d / ("arch." + std::to_string(t["number"].get<int>()))), arch + "\n");
+  }
+}
+
 // --- progress on a terminal -----------------------------------------------------------------------------------
 
 TEST(CliProgress, OnATerminalOneLineIsRedrawnInPlace) {

@@ -302,3 +302,33 @@ TEST(Runner, OnTrialEndSeesEveryFinishedTrialOnce) {
   EXPECT_EQ(seen.size(), all.size());
   for (const auto& t : all) EXPECT_EQ(seen.count(t.number), 1u);
 }
+
+TEST(Runner, TwoWorkersSharingAStudyStopAtExactlyNTrials) {
+  TempDir d;
+  // Two workers with their own store connections (as two processes would have) race for the last slots.
+  auto run_worker = [&](const std::string& worker, RunSummary* out) {
+    StudyOptions o = options();
+    o.worker = worker;
+    Study s(open_store_in(d), o);
+    CallbackEvaluator ev([](TrialHandle& t) {
+      nap(2);
+      return std::vector<double>{t.get_double("x")};
+    });
+    *out = optimize(s, ev, run_options(d, 30, 2));
+  };
+  RunSummary a, b;
+  std::thread ta(run_worker, "a:1", &a), tb(run_worker, "b:2", &b);
+  ta.join();
+  tb.join();
+  Study s(open_store_in(d), options());
+  auto states = count_states(s);
+  EXPECT_EQ(states[TrialState::Complete], 30);
+  EXPECT_EQ(states[TrialState::Running], 0);
+  EXPECT_EQ(a.completed + b.completed, 30);
+  for (const auto& t : s.trials())
+    if (t.state == TrialState::Failed) {
+      EXPECT_THAT(t.fail_reason, HasSubstr("surplus"));
+    }
+  EXPECT_EQ(a.stop_reason, "n_trials");
+  EXPECT_EQ(b.stop_reason, "n_trials");
+}

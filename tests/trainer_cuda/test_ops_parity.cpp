@@ -51,6 +51,26 @@ TEST_F(CudaParity, LinearForwardInTf32StaysWithinItsTolerance) {
   EXPECT_TRUE(all_close(out.host(), want, 5e-3, 5e-3));
 }
 
+TEST_F(CudaParity, LinearInBf16WithFp32AccumulationStaysWithinItsTolerance) {
+  // bf16 keeps 8 significant bits: each factor is off by up to 2^-8 relative (sd ~2.3e-3), a
+  // product by sd ~3.2e-3 of its size. Forward: 300 products of size ~0.05, error sd ~3e-3, so
+  // 3e-2 is ~10 sd while outputs are ~1 (a wrong element still fails). dw: 48 products of size ~1,
+  // error sd ~2.2e-2, so 0.15 (~7 sd) against sums of size ~7.
+  CudaBackend bf16(CudaOptions{0, false, true});
+  const int n = 48, in_f = 300, out_f = 40;
+  const auto x = random_vector(size_t(n) * in_f, 15), w = random_vector(size_t(out_f) * in_f, 16, 0.05f),
+             dy = random_vector(size_t(n) * out_f, 17);
+  std::vector<float> y(size_t(n) * out_f), din(x.size()), dw(w.size());
+  cpu_->linear_forward(y.data(), x.data(), w.data(), nullptr, n, in_f, out_f, false);
+  cpu_->linear_backward(din.data(), dw.data(), nullptr, dy.data(), x.data(), w.data(), n, in_f, out_f, false);
+  DeviceBuf gx(bf16, x), gw(bf16, w), gdy(bf16, dy), gy(bf16, y.size()), gdin(bf16, x.size()), gdw(bf16, w.size());
+  bf16.linear_forward(gy.get(), gx.get(), gw.get(), nullptr, n, in_f, out_f, false);
+  bf16.linear_backward(gdin.get(), gdw.get(), nullptr, gdy.get(), gx.get(), gw.get(), n, in_f, out_f, false);
+  EXPECT_TRUE(all_close(gy.host(), y, 3e-2, 2e-2)) << "forward";
+  EXPECT_TRUE(all_close(gdin.host(), din, 3e-2, 2e-2)) << "din";
+  EXPECT_TRUE(all_close(gdw.host(), dw, 0.15, 2e-2)) << "dw";
+}
+
 struct ConvCase {
   ConvDims d;
   const char* what;

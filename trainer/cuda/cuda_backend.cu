@@ -3,6 +3,8 @@
 // tests in tests/trainer_cuda can compare them element by element.
 #include "trainer/cuda/cuda_backend.hpp"
 
+#include <cuda_bf16.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -461,6 +463,10 @@ __global__ void sgd_kernel(float* w, const float* g, float* buf, size_t n, float
   }
 }
 
+__global__ void to_bf16_kernel(__nv_bfloat16* dst, const float* src, size_t n) {
+  KESTREL_GRID_STRIDE(i, n) dst[i] = __float2bfloat16_rn(src[i]);
+}
+
 // ---------------------------------------------------------------- gathers
 
 template <class T>
@@ -608,6 +614,7 @@ CudaBackend::~CudaBackend() {
   if (pool_) {
     if (scratch_) pool_->release(scratch_);
     if (ones_) pool_->release(ones_);
+    if (bf16_) pool_->release(bf16_);
     pool_.reset();
   }
   if (cudnn_) cudnnDestroy(cudnn_);
@@ -672,9 +679,36 @@ void gemm_rm(cublasHandle_t h, bool ta, bool tb, int m, int n, int k, float alph
 
 }  // namespace
 
+// Every Linear GEMM multiplies whole contiguous matrices, so row strides equal row lengths:
+// lda = op(A) is m x k -> k (or m when transposed), likewise for B and C.
+void CudaBackend::linear_gemm(bool ta, bool tb, int m, int n, int k, const float* a, size_t a_size,
+                              const float* b, size_t b_size, float beta, float* c) {
+  const int lda = ta ? m : k, ldb = tb ? k : n;
+  if (!options_.bf16) {
+    gemm_rm(cublas_, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n);
+    return;
+  }
+  const size_t bytes = (a_size + b_size) * sizeof(__nv_bfloat16) + 256;
+  if (bytes > bf16_bytes_) {
+    pool_->release(bf16_);
+    bf16_ = pool_->allocate(bytes);
+    bf16_bytes_ = bytes;
+  }
+  auto* a16 = static_cast<__nv_bfloat16*>(bf16_);
+  auto* b16 = a16 + (a_size + 127) / 128 * 128;  // keep b16 256-byte aligned
+  to_bf16_kernel<<<grid_for(a_size), kThreads, 0, stream_>>>(a16, a, a_size);
+  KESTREL_CUDA_CHECK_LAUNCH();
+  to_bf16_kernel<<<grid_for(b_size), kThreads, 0, stream_>>>(b16, b, b_size);
+  KESTREL_CUDA_CHECK_LAUNCH();
+  const float alpha = 1.0f;
+  KESTREL_CUBLAS_CHECK(cublasGemmEx(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
+                                    &alpha, b16, CUDA_R_16BF, ldb, a16, CUDA_R_16BF, lda, &beta, c, CUDA_R_32F, n,
+                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 void CudaBackend::linear_forward(float* out, const float* in, const float* w, const float* b, int n,
                                  int in_f, int out_f, bool relu) {
-  gemm_rm(cublas_, false, true, n, out_f, in_f, 1.0f, in, in_f, w, in_f, 0.0f, out, out_f);
+  linear_gemm(false, true, n, out_f, in_f, in, size_t(n) * in_f, w, size_t(out_f) * in_f, 0.0f, out);
   if (b || relu) {
     const size_t total = static_cast<size_t>(n) * out_f;
     bias_relu_kernel<<<grid_for(total), kThreads, 0, stream_>>>(out, b, total, 1, out_f, relu);
@@ -684,7 +718,7 @@ void CudaBackend::linear_forward(float* out, const float* in, const float* w, co
 
 void CudaBackend::linear_backward(float* din, float* dw, float* db, const float* dout, const float* in,
                                   const float* w, int n, int in_f, int out_f, bool accumulate) {
-  if (dw) gemm_rm(cublas_, true, false, out_f, in_f, n, 1.0f, dout, out_f, in, in_f, 0.0f, dw, in_f);
+  if (dw) linear_gemm(true, false, out_f, in_f, n, dout, size_t(n) * out_f, in, size_t(n) * in_f, 0.0f, dw);
   if (db) {
     if (ones_n_ < static_cast<size_t>(n)) {
       if (ones_) pool_->release(ones_);
@@ -696,8 +730,8 @@ void CudaBackend::linear_backward(float* din, float* dw, float* db, const float*
     gemm_rm(cublas_, true, false, out_f, 1, n, 1.0f, dout, out_f, ones_, 1, 0.0f, db, 1);
   }
   if (din)
-    gemm_rm(cublas_, false, false, n, in_f, out_f, 1.0f, dout, out_f, w, in_f,
-            accumulate ? 1.0f : 0.0f, din, in_f);
+    linear_gemm(false, false, n, in_f, out_f, dout, size_t(n) * out_f, w, size_t(out_f) * in_f,
+                accumulate ? 1.0f : 0.0f, din);
 }
 
 // ---------------------------------------------------------------- convolution (cuDNN)

@@ -22,6 +22,10 @@ struct CudaOptions {
   // TF32 tensor cores for GEMMs and convolutions (10-bit mantissa products). Off: FP32 FMA only,
   // which is what the CPU parity tests compare against.
   bool tf32 = false;
+  // Mixed precision for Linear layers: GEMM operands rounded to bf16 (8-bit mantissa) on the fly,
+  // products accumulated in FP32, results FP32. Weights, gradients and optimizer state stay FP32
+  // (the master copy); only each GEMM's inputs are bf16.
+  bool bf16 = false;
 };
 
 // Settings of one fused Adam/AdamW step; the update is the CPU Optimizer's (torch.optim.Adam /
@@ -154,6 +158,9 @@ class CudaBackend final : public Backend {
   using ConvKey = std::tuple<int, int, int, int, int, int, int, int, int, int>;
   ConvPlan& conv_plan(const ConvDims& d);
   void* scratch(size_t bytes);  // backend-owned scratch (grown, never shrunk)
+  // C = op(A) op(B) as gemm_rm, through bf16 copies of A and B when options_.bf16.
+  void linear_gemm(bool ta, bool tb, int m, int n, int k, const float* a, size_t a_size, const float* b,
+                   size_t b_size, float beta, float* c);
 
   CudaOptions options_;
   std::unique_ptr<MemoryPool> pool_;
@@ -164,6 +171,8 @@ class CudaBackend final : public Backend {
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
   float* ones_ = nullptr;  // a vector of ones for bias gradients by GEMV
+  void* bf16_ = nullptr;   // bf16 operand copies (grown, never shrunk)
+  size_t bf16_bytes_ = 0;
   size_t ones_n_ = 0;
   void* host_result_ = nullptr;  // pinned: loss sums and hit counts read back each step
 };

@@ -9,6 +9,10 @@
 #include <cmath>
 
 #include "common/error.hpp"
+#if __has_include("nas/controllers.hpp")
+#include "nas/controllers.hpp"
+#define KESTREL_HAVE_NAS 1
+#endif
 
 namespace kestrel::engine {
 
@@ -125,7 +129,13 @@ Study::Study(std::shared_ptr<store::Store> store, StudyOptions options)
   if (options_.worker.empty()) options_.worker = default_worker_id();
   if (options_.stale_after <= 0) options_.stale_after = 4.0 * std::max(options_.heartbeat_interval, 1.0);
   // Build the algorithms first: a bad tuner or pruner setting is refused before anything is written.
-  tuner_ = tuners::make_tuner(options_.tuner, options_.tuner_params, options_.seed);
+#ifdef KESTREL_HAVE_NAS
+  // NAS controllers live in nas/ (above tuners/), so only the engine can make them.
+  if (nas::is_nas_tuner(options_.tuner))
+    tuner_ = nas::make_nas_tuner(options_.tuner, options_.tuner_params, options_.seed);
+  else
+#endif
+    tuner_ = tuners::make_tuner(options_.tuner, options_.tuner_params, options_.seed);
   pruner_ = tuners::make_pruner(options_.pruner, options_.pruner_params);
 
   std::string space_json = space_to_json(options_.space).dump();
@@ -198,15 +208,27 @@ void Study::track(int64_t trial_id, bool live) {
 }
 
 void Study::refresh_locked() {
-  for (auto& t : store_->trials_changed_since(info_.id, cursor_)) cache_[t.number] = std::move(t);
+  for (auto& t : store_->trials_changed_since(info_.id, cursor_)) upsert_locked(std::move(t));
+}
+
+void Study::upsert_locked(Trial t) {
+  int64_t n = t.number;
+  auto [it, inserted] = cache_.insert_or_assign(n, std::move(t));
+  if (!inserted) return;  // map nodes are stable: the ordered view still points at the right record
+  if (ordered_.empty() || ordered_.back()->number < n) {
+    ordered_.push_back(&it->second);
+  } else {
+    ordered_.clear();  // a number arrived out of order (another worker): rebuild once
+    for (const auto& [k, v] : cache_) ordered_.push_back(&v);
+  }
 }
 
 tuners::History Study::history_locked() const {
   tuners::History h;
   h.space = &options_.space;
   h.objectives = options_.objectives;
-  h.trials.reserve(cache_.size());
-  for (const auto& [n, t] : cache_) h.trials.push_back(&t);
+  // Kept in step by upsert_locked(): walking the map on every ask dominated ask() at 10k trials.
+  h.trials = ordered_;
   return h;
 }
 
@@ -214,7 +236,7 @@ TrialHandle Study::ask() {
   std::lock_guard lk(mu_);
   if (auto claimed = store_->claim_waiting(info_.id, options_.worker)) {
     track(claimed->id, true);
-    cache_[claimed->number] = *claimed;
+    upsert_locked(*claimed);
     return TrialHandle(this, std::move(*claimed));
   }
   refresh_locked();
@@ -224,7 +246,7 @@ TrialHandle Study::ask() {
   if (p.budget) attrs["budget"] = search::to_string(search::Value{*p.budget});
   Trial t = store_->create_trial(info_.id, p.config, TrialState::Running, options_.worker, attrs);
   track(t.id, true);
-  cache_[t.number] = t;
+  upsert_locked(t);
   return TrialHandle(this, std::move(t));
 }
 
@@ -232,7 +254,7 @@ int64_t Study::enqueue(const Config& config, const std::map<std::string, std::st
   options_.space.check(config);
   Trial t = store_->create_trial(info_.id, config, TrialState::Waiting, "", attrs);
   std::lock_guard lk(mu_);
-  cache_[t.number] = t;
+  upsert_locked(t);
   return t.number;
 }
 

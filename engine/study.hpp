@@ -130,6 +130,7 @@ class Study {
  private:
   friend class TrialHandle;
   void refresh_locked();                       // pulls changed trials into the cache
+  void upsert_locked(Trial t);                 // inserts or replaces one trial, keeping ordered_ in step
   tuners::History history_locked() const;
   bool should_prune(const Trial& t, int64_t step);
   void track(int64_t trial_id, bool live);
@@ -144,6 +145,7 @@ class Study {
 
   std::mutex mu_;                              // guards the cache, tuner and pruner
   std::map<int64_t, Trial> cache_;             // by trial number
+  std::vector<const Trial*> ordered_;          // cache_ values in number order (History::trials)
   int64_t cursor_ = 0;
 
   std::mutex live_mu_;

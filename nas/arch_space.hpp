@@ -68,6 +68,9 @@ class ArchSpace {
   virtual Arch parse(const std::string& s) const = 0;
   // Equal for architectures that compute the same function (the space's isomorphism rule).
   virtual std::string iso_key(const Arch& a) const = 0;
+  // Equal for every pair of architectures known to compute the same function, possibly coarser than iso_key
+  // (default: iso_key).
+  virtual std::string function_key(const Arch& a) const { return iso_key(a); }
   // Numeric features for model-based controllers. "onehot": one block per decision (inactive decisions all
   // zero). Spaces may add encodings (cells: "path"); an unknown one throws ConfigError.
   virtual std::vector<double> features(const Arch& a, const std::string& encoding) const;

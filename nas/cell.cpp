@@ -228,6 +228,25 @@ std::string CellSpace::iso_key(const Arch& a) const {
   return expr[nodes_ - 1];
 }
 
+std::string CellSpace::function_key(const Arch& a) const {
+  std::vector<std::string> expr(nodes_);
+  expr[0] = "0";
+  size_t e = 0;
+  for (int j = 1; j < nodes_; ++j) {
+    std::vector<std::string> terms;
+    for (int i = 0; i < j; ++i, ++e) {
+      const int op = a.at(e);
+      if (op == none_ || expr[i] == "#") continue;
+      terms.push_back(op == skip_ ? expr[i] : "(" + expr[i] + ")@" + ops_[op]);
+    }
+    std::sort(terms.begin(), terms.end());
+    std::string node;
+    for (size_t k = 0; k < terms.size(); ++k) node += (k ? "+" : "") + terms[k];
+    expr[j] = terms.empty() ? "#" : node;
+  }
+  return expr[nodes_ - 1];
+}
+
 std::vector<double> CellSpace::features(const Arch& a, const std::string& encoding) const {
   if (encoding != "path") return ArchSpace::features(a, encoding);
   // BANANAS path encoding (White et al. 2021): one count per op sequence of an input -> output path through

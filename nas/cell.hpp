@@ -55,6 +55,10 @@ class CellSpace : public ArchSpace {
   std::string canonical(const Arch& a) const override;
   Arch parse(const std::string& s) const override;
   std::string iso_key(const Arch& a) const override;
+  // iso_key with zeros simplified: a node whose terms are all zero is "#" itself, and zero terms are dropped from
+  // sums with a non-zero term. The NAS-Bench-201 rule keeps "#+#" apart from "#", so a skip_connect from an all-zero
+  // node and a "none" edge get different iso_keys although both add nothing; this key merges them.
+  std::string function_key(const Arch& a) const override;
   std::vector<double> features(const Arch& a, const std::string& encoding) const override;
   std::vector<std::string> encodings() const override { return {"onehot", "path"}; }
   trainer::Graph compile(const Arch& a, const CompileOptions& o) const override;

@@ -26,8 +26,9 @@ nlohmann::json shared_keys(const nlohmann::json& j, ControllerParams& common) {
 void read_common(tuners::ParamReader& r, ControllerParams& common) {
   r.get("dedup", common.dedup);
   r.get("allow_degenerate", common.allow_degenerate);
-  r.require(common.dedup == "isomorphism" || common.dedup == "exact" || common.dedup == "none", "dedup",
-            "must be isomorphism, exact or none");
+  r.require(common.dedup == "isomorphism" || common.dedup == "function" || common.dedup == "exact" ||
+                common.dedup == "none",
+            "dedup", "must be isomorphism, function, exact or none");
 }
 
 }  // namespace
@@ -140,7 +141,9 @@ NasController::Context NasController::read(const tuners::History& h) const {
 }
 
 std::string NasController::key(const Arch& a, const search::Config& hp, const search::SearchSpace& hp_space) const {
-  std::string k = common_.dedup == "isomorphism" ? space_->iso_key(a) : space_->canonical(a);
+  std::string k = common_.dedup == "isomorphism" ? space_->iso_key(a)
+                  : common_.dedup == "function" ? space_->function_key(a)
+                                                : space_->canonical(a);
   if (hp_space.size() > 0) k += "#" + hp_space.key(hp);
   return k;
 }

@@ -24,8 +24,9 @@ namespace kestrel::nas {
 // Options shared by every controller (the tuner's `params:` in the sweep file).
 struct ControllerParams {
   nlohmann::json space = nlohmann::json::object();  // the ArchSpace description (make_arch_space)
-  // Which proposals count as repeats, never proposed twice: "isomorphism" (same function: iso_key), "exact"
-  // (same canonical string) or "none". Hyperparameters are part of the key.
+  // Which proposals count as repeats, never proposed twice: "isomorphism" (the space's isomorphism rule: iso_key,
+  // for cells the NAS-Bench-201 rule), "function" (function_key: also merges cells that differ only by edges
+  // carrying zeros), "exact" (same canonical string) or "none". Hyperparameters are part of the key.
   std::string dedup = "isomorphism";
   bool allow_degenerate = false;  // propose cells whose output is unreachable (they cannot learn)
 };

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "common/error.hpp"
@@ -58,6 +59,28 @@ TEST(CellSpace, IsomorphicCellsShareAKeyAndDifferentFunctionsDoNot) {
   EXPECT_EQ(space.iso_key(a), space.iso_key(c));
   const Arch d = space.parse("|skip_connect~0|+|none~0|none~1|+|avg_pool_3x3~0|nor_conv_3x3~1|none~2|");
   EXPECT_NE(space.iso_key(a), space.iso_key(d));
+}
+
+TEST(CellSpace, FunctionKeyAlsoMergesSkipsFromZeroNodes) {
+  const CellSpace space;
+  // Node 2 is zero in both; a skip from it adds nothing, like "none".
+  const Arch a = space.parse("|nor_conv_3x3~0|+|none~0|none~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|");
+  const Arch b = space.parse("|nor_conv_3x3~0|+|none~0|none~1|+|avg_pool_3x3~0|nor_conv_3x3~1|none~2|");
+  EXPECT_NE(space.iso_key(a), space.iso_key(b));  // the NAS-Bench-201 rule keeps them apart
+  EXPECT_EQ(space.function_key(a), space.function_key(b));
+  std::unordered_set<std::string> iso, fn;
+  for (const auto& c : space.enumerate()) {
+    iso.insert(space.iso_key(c));
+    fn.insert(space.function_key(c));
+    // function_key is coarser: cells equal under iso_key stay equal.
+  }
+  EXPECT_LT(fn.size(), iso.size());
+  std::unordered_map<std::string, std::string> iso_to_fn;
+  for (const auto& c : space.enumerate()) {
+    auto [it, fresh] = iso_to_fn.emplace(space.iso_key(c), space.function_key(c));
+    if (!fresh) EXPECT_EQ(it->second, space.function_key(c));
+  }
+  RecordProperty("function_classes", static_cast<int>(fn.size()));
 }
 
 TEST(CellSpace, DegenerateCellsAreReportedAndDeadEdgesListed) {

@@ -1,6 +1,7 @@
 // optimize(): n_jobs threads each looping ask / evaluate / tell until a budget ends, without ever starting more
 // trials than n_trials needs (counting this study's finished and running trials in every process sharing it).
 #include "engine/runner.hpp"
+#include "tuners/multifidelity.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -155,6 +156,10 @@ class Runner {
         } catch (const tuners::SpaceExhausted&) {
           set_stop("exhausted");
           return;
+        } catch (const tuners::NotReady&) {
+          // A bracket or generation waits for running trials (ours notify on finish; other workers' are polled).
+          cv_.wait_for(lk, std::chrono::milliseconds(100));
+          continue;
         } catch (...) {
           if (!error_) error_ = std::current_exception();
           set_stop("error");

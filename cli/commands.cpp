@@ -25,6 +25,7 @@
 #include "engine/sweep.hpp"
 #include "store/sqlite_store.hpp"
 #include "store/store.hpp"
+#include "tuners/pbt.hpp"
 
 namespace kestrel::cli {
 namespace fs = std::filesystem;
@@ -570,6 +571,27 @@ int list_studies(const GlobalOptions& g, bool json) {
   for (const auto& r : rows)
     std::cout << std::left << std::setw(static_cast<int>(w)) << r[0] << "  " << std::right << std::setw(6) << r[1]
               << "  " << std::setw(8) << r[2] << "  " << r[3] << std::left << "\n";
+  return kExitOk;
+}
+
+}  // namespace kestrel::cli
+
+namespace kestrel::cli {
+
+int show_pbt_schedule(const GlobalOptions& g) {
+  Opened o = open_for_reading(g);
+  auto trials = o.store->trials(o.info.id);
+  search::SearchSpace space = engine::space_from_json(nlohmann::json::parse(o.info.space_json));
+  tuners::History h;
+  h.space = &space;
+  h.objectives = o.info.objectives;
+  for (const auto& t : trials) h.trials.push_back(&t);
+  auto schedule = tuners::pbt_schedule(h);
+  if (schedule.empty()) {
+    std::cerr << "kestrel: study '" << o.info.name << "' has no finished PBT member\n";
+    return kExitRuntime;
+  }
+  std::cout << tuners::format_pbt_schedule(schedule);
   return kExitOk;
 }
 

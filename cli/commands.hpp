@@ -47,6 +47,8 @@ int run_sweep(const GlobalOptions& g, const RunArgs& a, RunMode mode);
 int show_status(const GlobalOptions& g);
 int show_trials(const GlobalOptions& g, bool json);
 int show_best(const GlobalOptions& g, bool json);
+// The hyperparameter schedule of the best PBT member (its lineage, segment by segment).
+int show_pbt_schedule(const GlobalOptions& g);
 int export_trials(const GlobalOptions& g, const std::string& format, const std::string& output);
 int validate_sweep(const std::string& path);
 int list_studies(const GlobalOptions& g, bool json);

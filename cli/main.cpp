@@ -53,6 +53,10 @@ int main(int argc, char** argv) {
   trials->add_flag("--json", trials_json, "print JSON instead of a table");
   auto* best = app.add_subcommand("best", "the best trial (the Pareto front with several objectives)");
   best->add_flag("--json", best_json, "print JSON");
+  bool pareto_json = false;
+  auto* pareto = app.add_subcommand("pareto", "the Pareto front of a multi-objective study (same as best)");
+  pareto->add_flag("--json", pareto_json, "print JSON");
+  auto* pbt = app.add_subcommand("pbt-schedule", "the hyperparameter schedule of the best PBT member");
   std::string format = "csv", output;
   auto* exp = app.add_subcommand("export", "every trial of a study as CSV or JSON");
   exp->add_option("--format", format, "csv or json")->check(CLI::IsMember({"csv", "json"}));
@@ -86,6 +90,8 @@ int main(int argc, char** argv) {
     if (*status) return show_status(g);
     if (*trials) return show_trials(g, trials_json);
     if (*best) return show_best(g, best_json);
+    if (*pareto) return show_best(g, pareto_json);
+    if (*pbt) return show_pbt_schedule(g);
     if (*exp) return export_trials(g, format, output);
     if (*validate) return validate_sweep(validate_path);
     if (*list) return list_studies(g, list_json);

@@ -593,5 +593,21 @@ TEST(CliTrain, TrainerSweepWithAMissingTrainingFileIsRefused) {
   EXPECT_FALSE(fs::exists(d / "k.db"));
 }
 
+TEST(CliCommands, PbtScheduleFollowsTheBestMembersLineage) {
+  TempDir d;
+  auto r = run_cli({"run", source_dir() + "/configs/pbt.yaml", "--storage", db_url(d)}, d.path(), 300);
+  ASSERT_TRUE(exited_with(r, 0)) << r.err;
+  auto s = run_cli({"pbt-schedule", "--storage", db_url(d)}, d.path());
+  ASSERT_TRUE(exited_with(s, 0)) << s.err;
+  EXPECT_THAT(s.out, HasSubstr("steps 0-"));
+  EXPECT_THAT(s.out, HasSubstr("exploit: copied trial"));
+  // A study that is not PBT has no schedule: a clear error, not an empty success.
+  auto f = run_cli({"run", source_dir() + "/configs/function.yaml", "--storage", db_url(d), "--n-trials", "2"},
+                   d.path());
+  ASSERT_TRUE(exited_with(f, 0)) << f.err;
+  auto none = run_cli({"pbt-schedule", "--storage", db_url(d), "--study", "rosenbrock-pruned"}, d.path());
+  EXPECT_FALSE(exited_with(none, 0));
+}
+
 }  // namespace
 }  // namespace kestrel::testing

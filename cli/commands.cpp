@@ -483,6 +483,9 @@ int show_best(const GlobalOptions& g, bool json) {
   for (const auto& t : best) {
     std::cout << "trial " << t.number << ": " << values_inline(t, o.info.objectives) << "\n";
     for (const auto& [k, v] : t.config) std::cout << "  " << k << " = " << search::to_string(v) << "\n";
+    // The trainer evaluator measures the held-out test set once per trial; show it beside the tuned metric.
+    if (auto it = t.attrs.find("test_accuracy"); it != t.attrs.end())
+      std::cout << "  (test accuracy " << it->second << ")\n";
   }
   return kExitOk;
 }

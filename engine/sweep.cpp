@@ -880,7 +880,7 @@ void check_evaluator(const SweepSpec& s) {
       throw ConfigError(line_of(s, "evaluator.train_file") + ": evaluator.train_file: '" + e.trainer.train_file +
                         "' does not exist");
     try {
-      TrainerEvaluator ev(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings}, s.objectives, s.space);
+      TrainerEvaluator ev(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings, s.nas_space, s.nas_compile}, s.objectives, s.space);
       ev.validate();
     } catch (const ConfigError& ex) {
       throw ConfigError(line_of(s, "evaluator.train_file") + ": evaluator: " + ex.what());
@@ -931,7 +931,7 @@ std::unique_ptr<Evaluator> make_evaluator(const SweepSpec& s) {
     return std::make_unique<FunctionEvaluator>(make_benchmark_function(e.function.name, e.function.dim),
                                                e.function.options);
   if (e.kind == "trainer")
-    return std::make_unique<TrainerEvaluator>(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings},
+    return std::make_unique<TrainerEvaluator>(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings, s.nas_space, s.nas_compile},
                                               s.objectives, s.space);
   throw ConfigError(s.file + ": unknown evaluator kind '" + e.kind + "'");
 }

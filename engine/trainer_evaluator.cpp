@@ -1,6 +1,7 @@
 // TrainerEvaluator: trial parameters written into the training file (text placeholders, dotted paths, shorthands),
 // the data set loaded once and shared, per-epoch reports with pruning through the trainer's epoch callback.
 #include "engine/trainer_evaluator.hpp"
+#include "nas/arch_space.hpp"
 
 #include <cmath>
 #include <filesystem>
@@ -111,6 +112,12 @@ TrainerEvaluator::TrainerEvaluator(TrainerEvaluatorOptions options, std::vector<
   std::stringstream ss;
   ss << in.rdbuf();
   text_ = ss.str();
+  if (!options_.nas_space.is_null()) {
+    auto as = nas::make_arch_space(options_.nas_space);
+    for (size_t i = 0; i < as->num_decisions(); ++i) arch_params_.insert(as->param_name(i));
+    (void)nas::CompileOptions::from_json(options_.nas_compile);  // refuse bad compile options before any trial
+    arch_space_ = as;
+  }
   auto known = metric_names();
   for (const auto& o : objectives_) {
     if (std::find(known.begin(), known.end(), o.name) == known.end()) {
@@ -149,7 +156,7 @@ trainer::TrainSpec TrainerEvaluator::spec_for(const Config& config, std::optiona
   // 2. Settings of the sweep, then the parameters by path or shorthand.
   apply_settings(root, options_.settings, "");
   for (const auto& [name, value] : config) {
-    if (in_text.count(name)) continue;
+    if (in_text.count(name) || arch_params_.count(name)) continue;
     std::string path = name;
     if (auto s = shorthands().find(name); s != shorthands().end()) path = s->second;
     if (path.find('.') == std::string::npos)
@@ -159,6 +166,12 @@ trainer::TrainSpec TrainerEvaluator::spec_for(const Config& config, std::optiona
   }
   if (budget) set_path(root, "training.epochs", YAML::Node(static_cast<long long>(std::llround(*budget))), "budget");
   trainer::TrainSpec spec = trainer::parse_train_spec(root, options_.train_file);
+  if (arch_space_) {
+    const auto& as = *std::static_pointer_cast<const nas::ArchSpace>(arch_space_);
+    nas::CompileOptions co = nas::CompileOptions::from_json(options_.nas_compile);
+    if (!options_.nas_compile.contains("input")) co.input = spec.model.input_shape();
+    spec.model = as.compile(as.from_config(config), co);
+  }
   if (!spec.checkpoint_dir.empty() && !trial_dir.empty())
     spec.checkpoint_dir = (fs::path(trial_dir) / "checkpoints").string();
   return spec;
@@ -166,7 +179,7 @@ trainer::TrainSpec TrainerEvaluator::spec_for(const Config& config, std::optiona
 
 void TrainerEvaluator::validate() const {
   for (const auto& p : space_.params()) {
-    if (text_.find(placeholder(p.name)) != std::string::npos) continue;
+    if (text_.find(placeholder(p.name)) != std::string::npos || arch_params_.count(p.name)) continue;
     std::string path = p.name;
     if (auto s = shorthands().find(p.name); s != shorthands().end()) path = s->second;
     auto segs = split_path(path);

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,11 @@ namespace kestrel::engine {
 struct TrainerEvaluatorOptions {
   std::string train_file;                                // the training file (docs/model-file.md)
   nlohmann::json settings = nlohmann::json::object();    // overrides applied before the parameters, same paths
+  // Architecture search (the sweep's `nas:` section, docs/nas.md): when nas_space is set, the architecture
+  // parameters of the trial are compiled into the model (nas::compile_arch with nas_compile) instead of the
+  // training file's model section; input shape and class count default to the training file's.
+  nlohmann::json nas_space;                              // null: no architecture search
+  nlohmann::json nas_compile = nlohmann::json::object();
 };
 
 // What this represents: the trainer evaluator of a sweep. Each epoch's validation metrics are reported (step =
@@ -61,6 +67,8 @@ class TrainerEvaluator : public Evaluator {
   std::vector<search::Objective> objectives_;
   SearchSpace space_;
   std::string text_;  // the training file's text
+  std::shared_ptr<const void> arch_space_;  // nas::ArchSpace when options_.nas_space is set (type-erased in the header)
+  std::set<std::string> arch_params_;       // names of the architecture decisions
 
   std::mutex data_mu_;
   std::map<std::string, std::shared_ptr<const trainer::TrainData>> data_;  // by data section + seed

@@ -19,16 +19,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-VENV = os.path.join(ROOT, "bench", ".venv")
-VENV_PY = os.path.join(VENV, "bin", "python")
+sys.path.insert(0, os.path.dirname(HERE))
+from bench_venv import VENV, VENV_PY, ensure_optuna as _ensure_optuna  # noqa: E402  (bench/bench_venv.py)
 
 
 def ensure_optuna():
-    if not os.path.exists(VENV_PY):
-        subprocess.check_call([sys.executable, "-m", "venv", VENV])
-    if subprocess.call([VENV_PY, "-c", "import optuna"], stderr=subprocess.DEVNULL) != 0:
-        subprocess.check_call([VENV_PY, "-m", "pip", "install", "-q", "optuna"])
-    return subprocess.check_output([VENV_PY, "-c", "import optuna; print(optuna.__version__)"], text=True).strip()
+    return _ensure_optuna()
 
 
 def build(build_dir):

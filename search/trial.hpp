@@ -57,4 +57,12 @@ struct Trial {
 // Sign that turns "better" into "smaller": +1 for minimize, -1 for maximize.
 inline double minimize_sign(Direction d) { return d == Direction::Minimize ? 1.0 : -1.0; }
 
+// Constraints of a trial (Optuna's convention): the attr holds a JSON array of numbers, one per
+// constraint of the sweep; the trial is feasible when every number is <= 0. Written by the engine
+// when the trial completes; tuners that model constraints read it. Absent = no constraints.
+inline constexpr const char* kAttrConstraints = "constraints";
+// A trial copied from another study to warm-start this one: the attr holds the source study's
+// name and trial number as JSON. Such trials are finished priors, never rerun.
+inline constexpr const char* kAttrWarmStart = "warm_start";
+
 }  // namespace kestrel::search

@@ -121,6 +121,7 @@ struct AttackResult {
   bool random_start = false;
   double accuracy = 0.0;
   int64_t correct = 0, n = 0;
+  int64_t flipped = 0;  // samples whose prediction differs from the clean one
   double seconds = 0.0;  // wall time of the attack and its evaluation
   std::vector<double> per_class_accuracy;
   std::vector<std::vector<int64_t>> confusion;

@@ -95,7 +95,8 @@ bool minimise(const EarlyStopping& es) {
 
 TrainSpec parse_train_spec(const YAML::Node& root, const std::string& file) {
   if (!root || !root.IsMap()) throw ConfigError(file + ": a training file must be a map");
-  check_keys(root, {"model", "model_file", "data", "loss", "optimizer", "schedule", "training"}, file, "");
+  check_keys(root, {"model", "model_file", "data", "loss", "optimizer", "schedule", "training",
+                    "adversarial", "robustness"}, file, "");
   TrainSpec s;
   s.file = file;
   if (root["model"] && root["model_file"])
@@ -261,6 +262,8 @@ TrainSpec parse_train_spec(const YAML::Node& root, const std::string& file) {
         throw ConfigError(at(file, e) + ": " + sec + ": patience must be >= 1 and min_delta >= 0");
     }
   }
+  if (const YAML::Node a = root["adversarial"]) s.adversarial = parse_adversarial(a, file);
+  if (const YAML::Node r = root["robustness"]) s.robustness = parse_robustness(r, file);
   return s;
 }
 
@@ -308,6 +311,13 @@ TrainData load_train_data(const TrainSpec& spec) {
     norm.apply(out.train);
     if (out.validation.n > 0) norm.apply(out.validation);
     if (out.test.n > 0) norm.apply(out.test);
+    out.domain = images ? InputDomain::pixels(norm) : InputDomain::unbounded();
+    if (!images) {
+      out.domain.mean = norm.mean;
+      out.domain.stddev = norm.stddev;
+    }
+  } else if (!images) {
+    out.domain = InputDomain::unbounded();
   }
   return out;
 }
@@ -401,6 +411,9 @@ TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallb
     for (;;) {
       const int64_t n = loader.next(xb.data(), yb.data());
       if (n == 0) break;
+      if (spec.adversarial.enabled)  // adversarial training: attack the batch with the current weights
+        adversarial_batch(spec.adversarial, model, loss, data.domain, xb.data(), yb.data(), static_cast<int>(n),
+                          epoch + static_cast<double>(b) / static_cast<double>(batches), st.steps);
       const float* x = xb.data();
       if (staging) {
         backend->upload(staging, xb.data(), static_cast<size_t>(n) * ss);
@@ -485,6 +498,18 @@ TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallb
     const EvalResult t = evaluate(model, loss, data.test, bs, staging);
     result.test_loss = t.loss;
     result.test_accuracy = t.accuracy;
+  }
+  if (spec.robustness.enabled) {
+    // Attacks use plain cross-entropy whatever the training loss (the standard definition).
+    const bool on_test = spec.robustness.set == "test";
+    const Dataset& set = on_test ? data.test : data.validation;
+    if (set.n == 0)
+      throw ConfigError(spec.file + ": robustness.set is " + spec.robustness.set + " but that set is empty" +
+                        (on_test ? " (training.evaluate_test false, or no test data)" : " (data.validation 0)"));
+    Loss attack_loss(LossSpec{}, *backend, classes);
+    ModelTarget target(model, attack_loss);
+    result.robustness = evaluate_robustness(spec.robustness, target, data.domain, set, bs);
+    result.robustness->set = spec.robustness.set;
   }
   if (!spec.save_weights.empty()) save_weights(model, spec.save_weights);
   return result;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/attack.hpp"
 #include "trainer/data.hpp"
 #include "trainer/graph.hpp"
 #include "trainer/loss.hpp"
@@ -76,6 +77,10 @@ struct TrainSpec {
   std::string restore;
   std::string save_weights;         // non-empty: final weights written there (safetensors)
   bool evaluate_test = true;        // test accuracy of the final weights when a test set exists
+  // Adversarial robustness (docs/robustness.md): `adversarial:` perturbs every training batch
+  // before the forward pass; `robustness:` attacks the final model on the test or validation set.
+  AdversarialTraining adversarial;
+  RobustnessSpec robustness;
 };
 
 // Reads a training file: `model:` (inline) or `model_file:` (path), and the sections data, loss,
@@ -115,11 +120,15 @@ struct TrainResult {
   int64_t param_count = 0;
   int64_t flops_per_sample = 0;
   std::string last_checkpoint;  // folder of the last checkpoint written, if any
+  std::optional<RobustnessReport> robustness;  // when spec.robustness.enabled
 };
 
 // The data train() runs on, loaded once (callers that run many trials load it once and pass it).
 struct TrainData {
   Dataset train, validation, test;  // validation or test may be empty (n == 0)
+  // Where the normalized inputs live in pixel units (attacks' epsilon and valid range): images
+  // [0, 1] with the training set's per-channel statistics; tables unbounded.
+  InputDomain domain;
 };
 // Loads and prepares spec.data: split, subset, normalization. throws DataError / ConfigError.
 TrainData load_train_data(const TrainSpec& spec);

@@ -648,4 +648,67 @@ int64_t BatchLoader::next(float* x_out, int32_t* y_out) {
   return count;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Class selection and few-label subsets
+
+Dataset select_classes(const Dataset& data, const std::vector<int>& classes) {
+  if (classes.empty()) throw ConfigError("classes: the list is empty");
+  std::map<int32_t, int32_t> to_new;
+  for (size_t k = 0; k < classes.size(); ++k) {
+    const int c = classes[k];
+    if (c < 0 || (data.num_classes > 0 && c >= data.num_classes))
+      throw ConfigError("classes: class " + std::to_string(c) + " is not in [0, " +
+                        std::to_string(data.num_classes) + ")");
+    if (!to_new.emplace(c, static_cast<int32_t>(k)).second)
+      throw ConfigError("classes: class " + std::to_string(c) + " is listed twice");
+  }
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < data.n; ++i)
+    if (to_new.count(data.y[i])) keep.push_back(i);
+  Dataset out = gather(data, keep);
+  for (auto& y : out.y) y = to_new.at(y);
+  out.num_classes = static_cast<int>(classes.size());
+  if (!data.class_names.empty()) {
+    out.class_names.clear();
+    for (int c : classes)
+      out.class_names.push_back(c < static_cast<int>(data.class_names.size()) ? data.class_names[c] : "");
+  }
+  return out;
+}
+
+std::pair<Dataset, Dataset> take_per_class(const Dataset& data, int64_t per_class, uint64_t seed) {
+  if (per_class < 1) throw ConfigError("labels per class must be >= 1, got " + std::to_string(per_class));
+  std::map<int32_t, std::vector<int64_t>> by_class;
+  for (int64_t i = 0; i < data.n; ++i) by_class[data.y[i]].push_back(i);
+  std::vector<char> chosen(static_cast<size_t>(data.n), 0);
+  for (auto& [cls, members] : by_class) {
+    shuffle_in_place(members, mix_seed(seed, 0x4c504355ULL /* "LPCU" */, static_cast<uint64_t>(cls)));
+    const auto k = static_cast<size_t>(std::min<int64_t>(per_class, static_cast<int64_t>(members.size())));
+    for (size_t j = 0; j < k; ++j) chosen[members[j]] = 1;
+  }
+  std::vector<int64_t> a, b;
+  for (int64_t i = 0; i < data.n; ++i) (chosen[i] ? a : b).push_back(i);
+  return {gather(data, a), gather(data, b)};
+}
+
+Dataset concat(const Dataset& a, const Dataset& b) {
+  if (a.n == 0 && b.n == 0) {
+    Dataset out = a;
+    out.num_classes = std::max(a.num_classes, b.num_classes);
+    return out;
+  }
+  if (a.n > 0 && b.n > 0 && (a.c != b.c || a.h != b.h || a.w != b.w))
+    throw ConfigError("concat: samples of " + std::to_string(a.c) + "x" + std::to_string(a.h) + "x" +
+                      std::to_string(a.w) + " and " + std::to_string(b.c) + "x" + std::to_string(b.h) + "x" +
+                      std::to_string(b.w) + " differ");
+  Dataset out = a.n > 0 ? a : b;
+  if (a.n > 0 && b.n > 0) {
+    out.x.insert(out.x.end(), b.x.begin(), b.x.end());
+    out.y.insert(out.y.end(), b.y.begin(), b.y.end());
+    out.n = a.n + b.n;
+  }
+  out.num_classes = std::max(a.num_classes, b.num_classes);
+  return out;
+}
+
 }  // namespace kestrel::trainer

@@ -182,4 +182,21 @@ uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0);
 // Fisher-Yates shuffle of 0..n-1 driven by SplitMix64(seed); identical on every platform.
 std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed);
 
+// ---- class selection and few-label subsets (transfer learning, pseudo-labeling)
+
+// The samples whose label is one of classes, relabelled to its position in classes (classes[k]
+// becomes k), in original order; num_classes = classes.size() (class_names follow when present).
+// throws ConfigError for an empty list, a repeated class, or a class outside [0, num_classes).
+Dataset select_classes(const Dataset& data, const std::vector<int>& classes);
+
+// Splits into (chosen, rest): chosen holds per_class seeded-random samples of each class (all of a
+// class that has fewer), rest the others; both keep the original relative order. The choice of a
+// class depends only on (its members, seed), so it is the same on every machine.
+// requires: per_class >= 1 (else ConfigError).
+std::pair<Dataset, Dataset> take_per_class(const Dataset& data, int64_t per_class, uint64_t seed);
+
+// a's samples followed by b's; num_classes is the larger of the two. An empty side is allowed.
+// throws ConfigError when both are non-empty and their sample shapes differ.
+Dataset concat(const Dataset& a, const Dataset& b);
+
 }  // namespace kestrel::trainer

@@ -8,10 +8,13 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "common/error.hpp"
 #include "trainer/checkpoint.hpp"
 #include "trainer/model.hpp"
+#include "trainer/pseudo_label.hpp"
+#include "trainer/transfer.hpp"
 
 namespace kestrel::trainer {
 namespace fs = std::filesystem;
@@ -95,7 +98,7 @@ bool minimise(const EarlyStopping& es) {
 
 TrainSpec parse_train_spec(const YAML::Node& root, const std::string& file) {
   if (!root || !root.IsMap()) throw ConfigError(file + ": a training file must be a map");
-  check_keys(root, {"model", "model_file", "data", "loss", "optimizer", "schedule", "training",
+  check_keys(root, {"model", "model_file", "data", "loss", "optimizer", "schedule", "training", "pseudo_label",
                     "adversarial", "robustness"}, file, "");
   TrainSpec s;
   s.file = file;
@@ -112,7 +115,7 @@ TrainSpec parse_train_spec(const YAML::Node& root, const std::string& file) {
   if (const YAML::Node d = root["data"]) {
     check_keys(d, {"dataset", "dir", "train_images", "train_labels", "test_images", "test_labels",
                    "train_path", "test_path", "label_column", "validation", "subset", "test_subset",
-                   "normalize", "augment"}, file, "data");
+                   "normalize", "augment", "classes", "labels_per_class"}, file, "data");
     DataSpec& ds = s.data;
     read(d, "dataset", ds.dataset, file, "data");
     static const std::set<std::string> kinds = {"fashion_mnist", "mnist", "idx", "csv"};
@@ -139,6 +142,20 @@ TrainSpec parse_train_spec(const YAML::Node& root, const std::string& file) {
       read(a, "pad_crop", ds.augment.pad_crop, file, "data.augment");
       read(a, "hflip", ds.augment.hflip, file, "data.augment");
     }
+    // Transfer learning / few labels (see DataSpec).
+    if (const YAML::Node cl = d["classes"]) {
+      if (!cl.IsSequence() || cl.size() == 0)
+        throw ConfigError(at(file, cl) + ": key 'data.classes' must be a non-empty list of class indices");
+      read(d, "classes", ds.classes, file, "data");
+      std::set<int> seen;
+      for (int c : ds.classes)
+        if (c < 0 || !seen.insert(c).second)
+          throw ConfigError(at(file, cl) + ": key 'data.classes': class " + std::to_string(c) +
+                            " is negative or listed twice");
+    }
+    read(d, "labels_per_class", ds.labels_per_class, file, "data");
+    if (ds.labels_per_class < 0)
+      throw ConfigError(at(file, d["labels_per_class"]) + ": key 'data.labels_per_class' must be >= 0");
     if (ds.dataset == "mnist" && !d["dir"]) throw ConfigError(at(file, d) + ": data.dataset mnist needs 'dir'");
     if (ds.dataset == "csv" && ds.train_path.empty()) throw ConfigError(at(file, d) + ": data.dataset csv needs 'train_path'");
     if (ds.dataset == "idx" && (ds.train_images.empty() || ds.train_labels.empty()))
@@ -217,7 +234,8 @@ TrainSpec parse_train_spec(const YAML::Node& root, const std::string& file) {
   if (const YAML::Node t = root["training"]) {
     check_keys(t, {"epochs", "batch_size", "seed", "threads", "device", "early_stopping", "target_accuracy", "freeze",
                    "init_from", "checkpoint_dir", "checkpoint_every", "restore", "save_weights",
-                   "evaluate_test"}, file, "training");
+                   "evaluate_test", "freeze_first", "unfreeze_after", "unfreeze_every", "transfer_lr_mult",
+                   "replace_head"}, file, "training");
     read(t, "epochs", s.epochs, file, "training");
     read(t, "batch_size", s.batch_size, file, "training");
     read(t, "seed", s.seed, file, "training");
@@ -238,6 +256,20 @@ TrainSpec parse_train_spec(const YAML::Node& root, const std::string& file) {
       else
         s.freeze.push_back(f.as<std::string>());
     }
+    // Transfer learning (TransferSpec).
+    read(t, "freeze_first", s.transfer.freeze_first, file, "training");
+    read(t, "unfreeze_after", s.transfer.unfreeze_after, file, "training");
+    read(t, "unfreeze_every", s.transfer.unfreeze_every, file, "training");
+    read(t, "transfer_lr_mult", s.transfer.transfer_lr_mult, file, "training");
+    read(t, "replace_head", s.transfer.replace_head, file, "training");
+    for (auto [key, v] : {std::pair{"freeze_first", s.transfer.freeze_first},
+                          {"unfreeze_after", s.transfer.unfreeze_after}, {"unfreeze_every", s.transfer.unfreeze_every}})
+      if (v < 0) throw ConfigError(at(file, t[key]) + ": key 'training." + key + "' must be >= 0");
+    if (s.transfer.unfreeze_every > 0 && s.transfer.unfreeze_after == 0)
+      throw ConfigError(at(file, t["unfreeze_every"]) +
+                        ": key 'training.unfreeze_every' needs 'training.unfreeze_after' (when unfreezing starts)");
+    if (!(s.transfer.transfer_lr_mult >= 0.0f))
+      throw ConfigError(at(file, t["transfer_lr_mult"]) + ": key 'training.transfer_lr_mult' must be >= 0");
     if (s.epochs < 1) throw ConfigError(at(file, t["epochs"]) + ": key 'training.epochs' must be >= 1");
     if (s.batch_size < 1) throw ConfigError(at(file, t["batch_size"]) + ": key 'training.batch_size' must be >= 1");
     if (s.checkpoint_every < 1)
@@ -261,6 +293,22 @@ TrainSpec parse_train_spec(const YAML::Node& root, const std::string& file) {
       if (es.patience < 1 || es.min_delta < 0)
         throw ConfigError(at(file, e) + ": " + sec + ": patience must be >= 1 and min_delta >= 0");
     }
+  }
+  if (const YAML::Node p = root["pseudo_label"]) {
+    check_keys(p, {"enabled", "threshold", "rounds", "teacher"}, file, "pseudo_label");
+    PseudoLabelSpec& ps = s.pseudo_label;
+    ps.enabled = true;  // the section's presence turns it on, as with early_stopping
+    read(p, "enabled", ps.enabled, file, "pseudo_label");
+    read(p, "threshold", ps.threshold, file, "pseudo_label");
+    read(p, "rounds", ps.rounds, file, "pseudo_label");
+    read(p, "teacher", ps.teacher, file, "pseudo_label");
+    ps.teacher = relative_to(file, ps.teacher);
+    if (!(ps.threshold >= 0.0 && ps.threshold <= 1.0))
+      throw ConfigError(at(file, p["threshold"]) + ": key 'pseudo_label.threshold' must be in [0, 1]");
+    if (ps.rounds < 1) throw ConfigError(at(file, p["rounds"]) + ": key 'pseudo_label.rounds' must be >= 1");
+    if (ps.enabled && s.data.labels_per_class == 0)
+      throw ConfigError(at(file, p) + ": pseudo_label needs unlabeled samples: set data.labels_per_class (the "
+                        "training samples it leaves out are the unlabeled set)");
   }
   if (const YAML::Node a = root["adversarial"]) s.adversarial = parse_adversarial(a, file);
   if (const YAML::Node r = root["robustness"]) s.robustness = parse_robustness(r, file);
@@ -296,7 +344,16 @@ TrainData load_train_data(const TrainSpec& spec) {
     full = load_csv(d.train_path, d.label_column);
     if (spec.evaluate_test && !d.test_path.empty()) out.test = load_csv(d.test_path, d.label_column);
   }
+  if (!d.classes.empty()) {
+    full = select_classes(full, d.classes);
+    if (out.test.n > 0) out.test = select_classes(out.test, d.classes);
+  }
   if (d.subset > 0) full = subset(full, d.subset, mix_seed(spec.seed, 0x5355u));
+  if (d.labels_per_class > 0) {
+    auto parts = take_per_class(full, d.labels_per_class, mix_seed(spec.seed, 0x4c50u));
+    full = std::move(parts.first);
+    out.unlabeled = std::move(parts.second);
+  }
   if (d.test_subset > 0 && out.test.n > 0) out.test = subset(out.test, d.test_subset, mix_seed(spec.seed, 0x5453u));
   if (d.validation_fraction > 0.0) {
     auto parts = split(full, d.validation_fraction, mix_seed(spec.seed, 0x5650u), true);
@@ -311,6 +368,7 @@ TrainData load_train_data(const TrainSpec& spec) {
     norm.apply(out.train);
     if (out.validation.n > 0) norm.apply(out.validation);
     if (out.test.n > 0) norm.apply(out.test);
+    if (out.unlabeled.n > 0) norm.apply(out.unlabeled);
     out.domain = images ? InputDomain::pixels(norm) : InputDomain::unbounded();
     if (!images) {
       out.domain.mean = norm.mean;
@@ -322,6 +380,17 @@ TrainData load_train_data(const TrainSpec& spec) {
   return out;
 }
 
+std::string data_key(const TrainSpec& spec) {
+  const DataSpec& d = spec.data;
+  std::ostringstream key;
+  key << d.dataset << '|' << d.dir << '|' << d.train_images << '|' << d.train_labels << '|' << d.test_images << '|'
+      << d.test_labels << '|' << d.train_path << '|' << d.test_path << '|' << d.label_column << '|'
+      << d.validation_fraction << '|' << d.subset << '|' << d.test_subset << '|' << d.normalize << '|'
+      << d.labels_per_class << '|' << spec.seed << '|' << spec.evaluate_test << "|classes";
+  for (int c : d.classes) key << ',' << c;
+  return key.str();
+}
+
 // ---------------------------------------------------------------- loop
 
 TrainResult train(const TrainSpec& spec, const TrainCallbacks& callbacks) {
@@ -330,6 +399,7 @@ TrainResult train(const TrainSpec& spec, const TrainCallbacks& callbacks) {
 }
 
 TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallbacks& callbacks) {
+  if (spec.pseudo_label.enabled) return train_with_pseudo_labels(spec, data, callbacks);
   const auto start = Clock::now();
   if (spec.epochs < 1 || spec.batch_size < 1) throw ConfigError("epochs and batch_size must be >= 1");
   if (data.train.n == 0) throw DataError("the training set is empty");
@@ -345,23 +415,19 @@ TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallb
 
   auto backend = make_backend(spec.device, spec.threads);
   Model model(spec.model, *backend, spec.seed);
+  TransferReport transfer;
   if (!spec.init_from.empty()) {
     // A checkpoint folder (or a checkpoint_dir with `latest`) stands for its model.safetensors,
-    // so a run can start from another run's weights (PBT exploit, fine-tuning).
-    std::string path = spec.init_from;
-    if (fs::is_directory(path)) {
-      if (fs::exists(fs::path(path) / "latest")) {
-        std::ifstream in(fs::path(path) / "latest");
-        std::string name;
-        std::getline(in, name);
-        path = (fs::path(path) / name).string();
-      }
-      path = (fs::path(path) / "model.safetensors").string();
-    }
-    if (load_weights(model, path, false) == 0)
-      throw ConfigError(spec.init_from + ": no tensor in it fits the model (names or sizes differ)");
+    // so a run can start from another run's weights (PBT exploit, fine-tuning). Tensors load
+    // when name and shape match; the report says what was skipped and why.
+    transfer = load_matching_weights(model, spec.init_from, spec.transfer.replace_head);
+    transfer.lr_mult = spec.transfer.transfer_lr_mult;
+    if (spec.transfer.transfer_lr_mult != 1.0f) set_lr_mult(model, transfer.matched, spec.transfer.transfer_lr_mult);
   }
-  for (const auto& f : spec.freeze) model.set_frozen(f, true);
+  // Freezing is a function of the epoch (gradual unfreezing), applied at the start of each one.
+  const FreezePlan freeze_plan(model, spec.freeze, spec.transfer);
+  transfer.frozen = freeze_plan.frozen_at(0);
+  freeze_plan.apply(model, 0);
   Loss loss(spec.loss, *backend, classes);
   auto optimizer = make_optimizer(spec.optimizer);
 
@@ -395,7 +461,7 @@ TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallb
       throw ConfigError(spec.restore + ": checkpoint was written by a run with seed " + std::to_string(st.seed) +
                         ", this run has seed " + std::to_string(spec.seed));
     loader.restore(st.loader);
-    for (const auto& f : spec.freeze) model.set_frozen(f, true);  // restoring weights keeps grads zero
+    freeze_plan.apply(model, st.epoch);  // restoring weights keeps grads zero
   }
   result.history = st.history;
   const double wall_before = st.wall_seconds;
@@ -405,6 +471,8 @@ TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallb
   for (int epoch = st.epoch; epoch < spec.epochs && !stop; ++epoch) {
     const auto t0 = Clock::now();
     if (loader.epoch() != epoch || loader.state().position == 0) loader.start_epoch(epoch);
+    if (auto released = freeze_plan.apply(model, epoch); !released.empty())
+      transfer.unfrozen.push_back({epoch + 1, std::move(released)});
     double loss_sum = 0.0;
     int64_t correct = 0, seen = 0, b = 0;
     float lr = spec.lr;
@@ -512,6 +580,8 @@ TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallb
     result.robustness->set = spec.robustness.set;
   }
   if (!spec.save_weights.empty()) save_weights(model, spec.save_weights);
+  result.transfer = std::move(transfer);
+  if (callbacks.on_final_model) callbacks.on_final_model(model);
   return result;
 }
 

@@ -16,9 +16,13 @@
 #include "trainer/graph.hpp"
 #include "trainer/loss.hpp"
 #include "trainer/optim.hpp"
+#include "trainer/pseudo_label.hpp"
 #include "trainer/schedule.hpp"
+#include "trainer/transfer.hpp"
 
 namespace kestrel::trainer {
+
+class Model;
 
 // Where the samples come from. dataset: "fashion_mnist" (dir defaults to Debian's package),
 // "mnist" (dir required; same file names), "idx" (the four paths), "csv" (train_path, optional
@@ -34,6 +38,12 @@ struct DataSpec {
   int64_t test_subset = 0;  // 0 = all test samples
   bool normalize = true;    // per-channel (images) / per-feature (csv) statistics of the train part
   Augment augment;
+  // Transfer learning and few-label experiments. classes: keep only these classes (training and
+  // test sets), relabelled 0..k-1 in the order given (empty = all). labels_per_class > 0: keep that
+  // many training samples of each class (seeded; before the validation split); the left-out
+  // training samples become TrainData::unlabeled (pseudo-labeling).
+  std::vector<int> classes;
+  int64_t labels_per_class = 0;
 };
 
 // mode "min" (loss) or "max" (accuracy); "auto" picks from the monitored name.
@@ -77,6 +87,8 @@ struct TrainSpec {
   std::string restore;
   std::string save_weights;         // non-empty: final weights written there (safetensors)
   bool evaluate_test = true;        // test accuracy of the final weights when a test set exists
+  TransferSpec transfer;            // freeze_first, gradual unfreezing, lr multiplier, replace_head
+  PseudoLabelSpec pseudo_label;     // the `pseudo_label:` section
   // Adversarial robustness (docs/robustness.md): `adversarial:` perturbs every training batch
   // before the forward pass; `robustness:` attacks the final model on the test or validation set.
   AdversarialTraining adversarial;
@@ -106,6 +118,9 @@ struct TrainCallbacks {
   std::function<bool(const EpochMetrics&)> on_epoch;
   // Progress inside an epoch: (batches done, batches per epoch, running mean loss).
   std::function<void(int64_t, int64_t, double)> on_batch;
+  // Called once at the end with the final model (best weights restored, test metrics computed),
+  // before train() returns: to use the trained model without a weights file (pseudo-labeling).
+  std::function<void(Model&)> on_final_model;
 };
 
 struct TrainResult {
@@ -120,18 +135,26 @@ struct TrainResult {
   int64_t param_count = 0;
   int64_t flops_per_sample = 0;
   std::string last_checkpoint;  // folder of the last checkpoint written, if any
+  TransferReport transfer;        // init_from matching and freezing (empty without them)
+  PseudoLabelReport pseudo_label; // rounds of pseudo-labeling (empty when off)
   std::optional<RobustnessReport> robustness;  // when spec.robustness.enabled
 };
 
 // The data train() runs on, loaded once (callers that run many trials load it once and pass it).
 struct TrainData {
   Dataset train, validation, test;  // validation or test may be empty (n == 0)
+  // Training samples left out by data.labels_per_class, normalised like train; their labels are
+  // kept for diagnostics only (pseudo-labeling never trains on them). Empty otherwise.
+  Dataset unlabeled;
   // Where the normalized inputs live in pixel units (attacks' epsilon and valid range): images
   // [0, 1] with the training set's per-channel statistics; tables unbounded.
   InputDomain domain;
 };
 // Loads and prepares spec.data: split, subset, normalization. throws DataError / ConfigError.
 TrainData load_train_data(const TrainSpec& spec);
+// Identifies what load_train_data(spec) loads: every setting it reads (data section, seed,
+// evaluate_test). Equal keys give equal data, so callers that cache TrainData can key it by this.
+std::string data_key(const TrainSpec& spec);
 
 // Runs one training. Deterministic: the same spec, data and thread count give bit-identical
 // weights and metrics (except timings); resuming from a checkpoint continues the same trajectory.

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "common/error.hpp"
+#include "tuners/constraints.hpp"
 #include "tuners/gp_acquisition.hpp"
 #include "tuners/gp_lbfgs.hpp"
 #include "tuners/gp_model.hpp"
@@ -79,6 +80,8 @@ enum Stream : uint64_t {
   kFitStarts,
   kCandidates,
   kFallback,
+  kConstraintSubset,
+  kConstraintFit,  // + 0x100 * (constraint index)
 };
 
 // What this represents: how one search space maps to GP inputs (see GpTuner's contract). Built per ask (cheap).
@@ -249,25 +252,55 @@ struct Scored {
   std::vector<double> u;
 };
 
+// One additive term of the (log-scale) acquisition: a model and the acquisition read from its posterior. The
+// objective contributes log-EI (or UCB / log-PI); each constraint contributes log P(c(x) <= 0) as a log-PI term
+// with its standardized threshold as the "incumbent", so the sum is log(EI x PoF_1 x ... x PoF_K).
+struct AcqTerm {
+  const gp::GpModel* model;
+  gp::Acquisition acq;
+};
+
 // The acquisition search over cube points u of one space (see GpParams for the policy).
 class AcqSearch {
  public:
-  AcqSearch(const Layout& lay, const gp::GpModel& model, const gp::Acquisition& acq, const GpParams& p)
-      : lay_(lay), model_(model), acq_(acq), p_(p), f_(lay.n_inputs()) {}
+  AcqSearch(const Layout& lay, std::vector<AcqTerm> terms, const GpParams& p)
+      : lay_(lay), terms_(std::move(terms)), p_(p), f_(lay.n_inputs()), g_(lay.n_inputs()) {}
+
+  // Sum of the terms at model input f; when grad != nullptr it receives the gradient (n_inputs entries). The first
+  // term is assigned, not added to 0, so a single-term acquisition is bit-identical to that term alone.
+  double value_at(const double* f, double* grad) {
+    double v = 0.0;
+    for (size_t k = 0; k < terms_.size(); ++k) {
+      const auto& t = terms_[k];
+      if (k == 0) {
+        v = t.acq.at(*t.model, f, grad);
+        continue;
+      }
+      v += t.acq.at(*t.model, f, grad ? g_.data() : nullptr);
+      if (grad)
+        for (size_t d = 0; d < g_.size(); ++d) grad[d] += g_[d];
+    }
+    return v;
+  }
 
   double eval(const std::vector<double>& u) {
     lay_.from_cube(u, f_.data());
-    return acq_.at(model_, f_.data());
+    return value_at(f_.data(), nullptr);
   }
 
   // Batch value of many cube points (rows of U as vectors).
   std::vector<double> eval_batch(const std::vector<std::vector<double>>& U) {
     gp::RowMatrix F(static_cast<Eigen::Index>(U.size()), lay_.n_inputs());
     for (size_t i = 0; i < U.size(); ++i) lay_.from_cube(U[i], F.row(static_cast<Eigen::Index>(i)).data());
+    std::vector<double> out(U.size(), 0.0);
     Eigen::VectorXd mu, var;
-    model_.predict(F, mu, var);
-    std::vector<double> out(U.size());
-    for (size_t i = 0; i < U.size(); ++i) out[i] = acq_.from_moments(mu[i], std::sqrt(var[i]));
+    for (size_t k = 0; k < terms_.size(); ++k) {
+      terms_[k].model->predict(F, mu, var);
+      for (size_t i = 0; i < U.size(); ++i) {
+        double a = terms_[k].acq.from_moments(mu[i], std::sqrt(var[i]));
+        out[i] = k == 0 ? a : out[i] + a;
+      }
+    }
     return out;
   }
 
@@ -289,7 +322,7 @@ class AcqSearch {
         auto f = [&](const Eigen::VectorXd& zz, Eigen::VectorXd& grad) {
           for (size_t c = 0; c < cont.size(); ++c) w[cont[c]] = zz[static_cast<Eigen::Index>(c)];
           lay_.from_cube(w, f_.data());
-          double v = acq_.at(model_, f_.data(), g.data());
+          double v = value_at(f_.data(), g.data());
           for (size_t c = 0; c < cont.size(); ++c)
             grad[static_cast<Eigen::Index>(c)] = -g[lay_.slot(cont[c]).offset];
           return -v;
@@ -350,10 +383,9 @@ class AcqSearch {
 
  private:
   const Layout& lay_;
-  const gp::GpModel& model_;
-  const gp::Acquisition& acq_;
+  std::vector<AcqTerm> terms_;
   const GpParams& p_;
-  std::vector<double> f_;
+  std::vector<double> f_, g_;
 };
 
 }  // namespace
@@ -439,9 +471,29 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
     }
   }
 
+  // Constraints (Optuna's convention, tuners/constraints.hpp). A trial without the attr counts as feasible and
+  // gives no data to the constraint models, so a study without constraints runs exactly the unconstrained path.
+  std::vector<std::optional<std::vector<double>>> cons(static_cast<size_t>(n_all));
+  size_t n_con = 0;
+  for (int i = 0; i < n_all; ++i) {
+    cons[i] = constraints_of(*done[i]);
+    if (cons[i]) n_con = std::max(n_con, cons[i]->size());
+  }
+  std::vector<char> feas(static_cast<size_t>(n_all), 1);
+  // Ranking key of the subset rule and of the local candidates: feasible trials by value, then infeasible ones by
+  // value (equal to y when nothing is infeasible).
+  std::vector<double> yk = y;
+  if (n_con > 0) {
+    double lo = *std::min_element(y.begin(), y.end()), hi = *std::max_element(y.begin(), y.end());
+    for (int i = 0; i < n_all; ++i) {
+      feas[i] = !cons[i] || feasible(*cons[i]);
+      if (!feas[i]) yk[i] = y[i] + (hi - lo) + 1.0;
+    }
+  }
+
   // Bounded cost: model and fit subsets.
   Rng model_rng(derive_seed(seed_, number, kModelSubset));
-  std::vector<int> sel = choose_subset(y, static_cast<int>(params_.max_model_points), model_rng);
+  std::vector<int> sel = choose_subset(yk, static_cast<int>(params_.max_model_points), model_rng);
   const int n = static_cast<int>(sel.size());
   const int D = lay.n_inputs();
   gp::RowMatrix X(n, D);
@@ -478,6 +530,17 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
   acq.best = ys.minCoeff();
   acq.xi = params_.xi;
   acq.kappa = params_.ucb_kappa;
+  // The incumbent is the best FEASIBLE value; with none feasible yet the objective term is dropped and the search
+  // maximizes the probability of feasibility alone (Gardner et al. 2014; Optuna's GPSampler does the same).
+  bool any_feasible = true;
+  if (n_con > 0) {
+    any_feasible = false;
+    for (int r = 0; r < n; ++r)
+      if (feas[sel[r]]) {
+        acq.best = any_feasible ? std::min(acq.best, ys[r]) : ys[r];
+        any_feasible = true;
+      }
+  }
 
   if (params_.pending != "ignore") {
     double lie = params_.pending == "liar_min" ? ys.minCoeff() : params_.pending == "liar_max" ? ys.maxCoeff() : 0.0;
@@ -492,6 +555,58 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
     }
   }
 
+  // One GP per constraint, on the model rows that report it: standardized values (no warping, which would move the
+  // threshold), MAP hyperparameters fitted on the rows nearest the boundary plus a seeded subsample.
+  std::vector<gp::GpModel> con_models;
+  std::vector<double> con_thr;
+  con_models.reserve(n_con);
+  for (size_t j = 0; j < n_con; ++j) {
+    std::vector<int> rows;
+    std::vector<double> cv;
+    for (int r = 0; r < n; ++r) {
+      const auto& c = cons[sel[r]];
+      if (c && c->size() > j && std::isfinite((*c)[j])) {
+        rows.push_back(r);
+        cv.push_back((*c)[j]);
+      }
+    }
+    if (rows.size() < 2) continue;
+    const int m = static_cast<int>(rows.size());
+    Eigen::Map<Eigen::VectorXd> cm(cv.data(), m);
+    double cmu = cm.mean();
+    double csd = std::sqrt((cm.array() - cmu).square().sum() / (m - 1));
+    if (!(csd > 0.0) || !std::isfinite(csd)) csd = 1.0;
+    gp::RowMatrix Xc(m, D);
+    Eigen::VectorXd yc(m);
+    std::vector<double> near(static_cast<size_t>(m));
+    const double thr = (0.0 - cmu) / csd;
+    for (int r = 0; r < m; ++r) {
+      Xc.row(r) = X.row(rows[r]);
+      yc[r] = (cv[r] - cmu) / csd;
+      near[r] = std::fabs(yc[r] - thr);
+    }
+    Rng crng_sub(derive_seed(seed_, number, kConstraintSubset + 0x100 * j));
+    std::vector<int> cfsel = choose_subset(near, static_cast<int>(params_.max_fit_points), crng_sub);
+    gp::RowMatrix Xcf(static_cast<Eigen::Index>(cfsel.size()), D);
+    Eigen::VectorXd ycf(static_cast<Eigen::Index>(cfsel.size()));
+    for (size_t r = 0; r < cfsel.size(); ++r) {
+      Xcf.row(static_cast<Eigen::Index>(r)) = Xc.row(cfsel[r]);
+      ycf[static_cast<Eigen::Index>(r)] = yc[cfsel[r]];
+    }
+    gp::Hyper hc = gp::fit_hyper(Xcf, ycf, fo, derive_seed(seed_, number, kConstraintFit + 0x100 * j));
+    con_models.emplace_back(std::move(Xc), std::move(yc), hc);
+    con_thr.push_back(thr);
+  }
+  std::vector<AcqTerm> terms;
+  if (any_feasible) terms.push_back({&model, acq});
+  for (size_t j = 0; j < con_models.size(); ++j) {
+    gp::Acquisition pof;
+    pof.kind = gp::AcqKind::LogPI;
+    pof.best = con_thr[j];
+    terms.push_back({&con_models[j], pof});
+  }
+  if (terms.empty()) terms.push_back({&model, acq});  // nothing feasible and no constraint model yet
+
   // Candidates: scrambled Sobol' points, plus perturbations of the best trials (where the optimum usually is).
   Rng crng(derive_seed(seed_, number, kCandidates));
   SobolDesign design(P, crng);
@@ -501,7 +616,7 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
   {
     std::vector<int> order(n_all);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return y[a] < y[b]; });
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return yk[a] < yk[b]; });
     int n_top = std::min(n_all, 5);
     double p_move = std::min(1.0, std::max(0.2, 3.0 / std::max<double>(1.0, lay.n_free())));
     for (int64_t i = 0; i < params_.n_local_candidates && n_top > 0; ++i) {
@@ -524,7 +639,7 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
     }
   }
 
-  AcqSearch search(lay, model, acq, params_);
+  AcqSearch search(lay, std::move(terms), params_);
   std::vector<double> vals = search.eval_batch(U);
   std::vector<size_t> order(U.size());
   std::iota(order.begin(), order.end(), 0);

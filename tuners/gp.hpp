@@ -70,6 +70,13 @@ struct GpParams {
 //   the unit cube plus n_local_candidates perturbations of the 5 best trials (Gaussian steps of 0.1 and 0.01 on
 //   numeric coordinates, resampled categories), every one decoded to a valid configuration before it is scored;
 //   the n_refine best distinct ones are refined (see AcqSearch in gp.cpp) and the best valid unseen one proposed.
+// - Constraints (search::kAttrConstraints, tuners/constraints.hpp; feasible iff every value <= 0): one GP per
+//   constraint (standardized values, fitted like the objective's, without warping) and the acquisition
+//   log-EI + sum_k log P(c_k(x) <= 0), the incumbent being the best FEASIBLE value; while no trial is feasible the
+//   objective term is dropped and the probability of feasibility alone is maximized. The objective model still
+//   sees every COMPLETE trial (an infeasible value is informative), and the subset rule ranks feasible trials
+//   first. A trial without the attr counts as feasible and gives no constraint data, so an unconstrained study
+//   runs exactly as before.
 // - Running trials enter the model as fantasies (see GpParams::pending), via a rank-one Cholesky extension, so
 //   parallel workers do not propose the same point. A proposal never repeats a COMPLETE or running configuration
 //   when an unseen one is available.

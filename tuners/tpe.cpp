@@ -11,6 +11,7 @@
 #include <map>
 
 #include "common/error.hpp"
+#include "tuners/constraints.hpp"
 #include "tuners/params.hpp"
 #include "tuners/random.hpp"
 #include "tuners/sobol.hpp"
@@ -309,6 +310,7 @@ struct TpeTuner::Cache {
     TrialState state = TrialState::Waiting;
     std::vector<double> u;
     std::vector<uint8_t> active;
+    double violation = 0.0;  // total constraint violation (0 without the constraints attr)
   };
   const SearchSpace* space = nullptr;
   size_t space_size = 0;
@@ -364,6 +366,8 @@ struct TpeTuner::Cache {
       r.u = s.encode(t.config);
       r.active.assign(s.size(), 0);
       for (size_t i = 0; i < s.size(); ++i) r.active[i] = t.config.count(s.params()[i].name) ? 1 : 0;
+      auto c = is_finished(t.state) ? constraints_of(t) : std::nullopt;
+      r.violation = c ? violation(*c) : 0.0;
     }
     return r;
   }
@@ -388,18 +392,27 @@ Proposal TpeTuner::ask(const History& h, int64_t number) {
     const uint8_t* active;
     bool below = false;
   };
-  std::vector<Scored> complete, pruned, running;
+  std::vector<Scored> complete, pruned, running, infeasible;
   complete.reserve(h.trials.size());
   const std::string metric = h.objectives.empty() ? std::string("value") : h.objectives[0].name;
   const double sign = search::minimize_sign(h.objectives.empty() ? search::Direction::Minimize : h.objectives[0].direction);
   for (const Trial* t : h.trials) {
     if (t->state == TrialState::Failed) continue;
     if (t->state == TrialState::Complete) {
+      const auto& r = cache.row(space, *t);
+      if (r.violation > 0) {  // infeasible (Optuna's rule: whatever its value), ranked by total violation
+        infeasible.push_back({r.violation, 0.0, t->number, r.u.data(), r.active.data()});
+        continue;
+      }
       auto l = loss_of(h, *t);
       if (!l) continue;  // a COMPLETE trial without a finite value says nothing usable
-      const auto& r = cache.row(space, *t);
       complete.push_back({*l, 0.0, t->number, r.u.data(), r.active.data()});
     } else if (t->state == TrialState::Pruned) {
+      const auto& r = cache.row(space, *t);
+      if (r.violation > 0) {
+        infeasible.push_back({r.violation, 0.0, t->number, r.u.data(), r.active.data()});
+        continue;
+      }
       // Rank pruned trials by how far they got, then by their last value there (Optuna's rule).
       double k1 = 1.0, k2 = 0.0;
       int64_t last = -1;
@@ -409,14 +422,13 @@ Proposal TpeTuner::ask(const History& h, int64_t number) {
           k2 = std::isnan(rep.value) ? std::numeric_limits<double>::infinity() : sign * rep.value;
         }
       if (last >= 0) k1 = -static_cast<double>(last);
-      const auto& r = cache.row(space, *t);
       pruned.push_back({k1, k2, t->number, r.u.data(), r.active.data()});
     } else if (params_.constant_liar) {
       const auto& r = cache.row(space, *t);
       running.push_back({0.0, 0.0, t->number, r.u.data(), r.active.data()});
     }
   }
-  const int64_t n = static_cast<int64_t>(complete.size() + pruned.size());
+  const int64_t n = static_cast<int64_t>(complete.size() + pruned.size() + infeasible.size());
   if (n < params_.n_startup_trials) {
     Proposal p = startup_->ask(h, number);
     return p;
@@ -429,11 +441,13 @@ Proposal TpeTuner::ask(const History& h, int64_t number) {
   };
   auto by_number = [](const Scored& a, const Scored& b) { return a.number < b.number; };
   // History order is trial-number order by contract; sort only if a caller broke it (the weights depend on it).
-  for (auto* v : {&complete, &pruned, &running})
+  for (auto* v : {&complete, &pruned, &running, &infeasible})
     if (!std::is_sorted(v->begin(), v->end(), by_number)) std::sort(v->begin(), v->end(), by_number);
   const size_t n_below = static_cast<size_t>(
       std::min<int64_t>(static_cast<int64_t>(std::ceil(params_.gamma * static_cast<double>(n))), params_.gamma_max));
-  // The best n_below COMPLETE trials, then (if too few) the best PRUNED ones: a partial sort is enough.
+  // The best n_below feasible COMPLETE trials, then (if too few) the best PRUNED ones, then the least violating
+  // infeasible ones (Optuna's _split_trials): a partial sort is enough. Feasible trials always rank first, so
+  // infeasible ones mostly shape g(x) and steer candidates away from the regions that violate.
   auto pick = [&](std::vector<Scored>& from, size_t want) {
     std::vector<Scored*> ptr(from.size());
     for (size_t i = 0; i < from.size(); ++i) ptr[i] = &from[i];
@@ -443,17 +457,19 @@ Proposal TpeTuner::ask(const History& h, int64_t number) {
     return k;
   };
   const size_t from_complete = pick(complete, n_below);
-  pick(pruned, n_below - from_complete);
-  // Merge the three number-ordered lists into below/above, keeping number order.
+  const size_t from_pruned = pick(pruned, n_below - from_complete);
+  pick(infeasible, n_below - from_complete - from_pruned);
+  // Merge the four number-ordered lists into below/above, keeping number order.
   std::vector<Scored> below, above;
   below.reserve(n_below);
-  above.reserve(complete.size() + pruned.size() + running.size());
+  above.reserve(complete.size() + pruned.size() + running.size() + infeasible.size());
   {
-    size_t a = 0, b = 0, c = 0;
-    while (a < complete.size() || b < pruned.size() || c < running.size()) {
+    size_t a = 0, b = 0, c = 0, d = 0;
+    while (a < complete.size() || b < pruned.size() || c < running.size() || d < infeasible.size()) {
       const Scored* next = nullptr;
       size_t* which = nullptr;
-      for (auto [v, i] : {std::pair{&complete, &a}, std::pair{&pruned, &b}, std::pair{&running, &c}})
+      for (auto [v, i] : {std::pair{&complete, &a}, std::pair{&pruned, &b}, std::pair{&running, &c},
+                          std::pair{&infeasible, &d}})
         if (*i < v->size() && (!next || (*v)[*i].number < next->number)) {
           next = &(*v)[*i];
           which = i;

@@ -1,6 +1,7 @@
 // TpeTuner: the Tree-structured Parzen Estimator (Bergstra et al. 2011) with Optuna's refinements: the gamma split,
 // ramped weights for old trials, a prior kernel, magic-clip bandwidths, discrete kernels for int/step parameters,
-// categorical kernels, a multivariate (joint) mode with conditional groups, and a constant liar for running trials.
+// categorical kernels, a multivariate (joint) mode with conditional groups, a constant liar for running trials, and
+// constraints (infeasible trials ranked by violation after the feasible ones).
 #pragma once
 
 #include <cstdint>
@@ -40,6 +41,9 @@ struct TpeParams {
 // history on every ask; encoded finished trials are cached by trial number (they are immutable).
 // Objective: the first one (sign-adjusted). PRUNED trials rank after all COMPLETE ones, by (last step reached,
 // value there); FAILED trials are ignored; with constant_liar RUNNING/WAITING trials join the "above" set.
+// Constraints (search::kAttrConstraints, tuners/constraints.hpp): a finished trial whose constraints are violated
+// is infeasible and ranks after every feasible COMPLETE and PRUNED trial, by total violation (Optuna's rule), so it
+// lands in the "above" set unless too few trials are feasible; trials without the attr are unaffected.
 // Randomness: derive_seed(seed, number), so proposals do not depend on worker order. In a finite space a
 // configuration already in the history is replaced by a seeded random unseen one.
 // Thread safety: not thread-safe (Tuner contract).

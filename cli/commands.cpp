@@ -20,6 +20,7 @@
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
 #include "common/error.hpp"
+#include "engine/constraints.hpp"
 #include "engine/runner.hpp"
 #include "engine/study.hpp"
 #include "engine/sweep.hpp"
@@ -189,9 +190,10 @@ class TrackingEvaluator : public engine::Evaluator {
 std::optional<Trial> best_of(const std::vector<Trial>& trials, const std::vector<search::Objective>& objs) {
   const Trial* best = nullptr;
   double s = objs.empty() ? 1.0 : search::minimize_sign(objs[0].direction);
+  // Results of this study only: feasible under its constraints, and not warm-start priors (measured elsewhere).
   for (const auto& t : trials)
     if (t.state == TrialState::Complete && !t.values.empty() && std::isfinite(t.values[0]) &&
-        (!best || s * t.values[0] < s * best->values[0]))
+        engine::is_feasible(t) && !engine::is_warm_start(t) && (!best || s * t.values[0] < s * best->values[0]))
       best = &t;
   if (!best) return std::nullopt;
   return *best;
@@ -200,7 +202,9 @@ std::optional<Trial> best_of(const std::vector<Trial>& trials, const std::vector
 std::vector<Trial> pareto(const std::vector<Trial>& trials, const std::vector<search::Objective>& objs) {
   std::vector<const Trial*> done;
   for (const auto& t : trials)
-    if (t.state == TrialState::Complete && t.values.size() == objs.size()) done.push_back(&t);
+    if (t.state == TrialState::Complete && t.values.size() == objs.size() && engine::is_feasible(t) &&
+        !engine::is_warm_start(t))
+      done.push_back(&t);
   auto dominates = [&](const Trial& a, const Trial& b) {
     bool strictly = false;
     for (size_t k = 0; k < objs.size(); ++k) {
@@ -338,13 +342,17 @@ int run_sweep(const GlobalOptions& g, const RunArgs& a, RunMode mode) {
   if (!study->created() && !given.empty()) st->set_study_attr(study->id(), kOverridesAttr, overrides.dump());
 
   int reclaimed = reclaim_dead_local_workers(*study, spec->retry_failed);
+  // Priors from another study, copied once per study (engine/warm_start.hpp). Workers leave it to run/resume, so
+  // two processes never copy at the same time.
+  std::optional<engine::WarmStartReport> warm;
+  if (spec->warm_start && mode != RunMode::Worker) warm = engine::warm_start(*study, *spec->warm_start);
 
   auto evaluator = engine::make_evaluator(*spec);
   engine::RunOptions ro = spec->run_options();
   auto trials = study->trials();
   int64_t done_before = 0;
   for (const auto& t : trials)
-    if (t.state == TrialState::Complete || t.state == TrialState::Pruned) ++done_before;
+    if ((t.state == TrialState::Complete || t.state == TrialState::Pruned) && !engine::is_warm_start(t)) ++done_before;
   auto best_before = best_of(trials, spec->objectives);
 
   bool live = ::isatty(STDOUT_FILENO) == 1;
@@ -355,6 +363,7 @@ int run_sweep(const GlobalOptions& g, const RunArgs& a, RunMode mode) {
   if (ro.timeout_s > 0) std::cout << ", timeout " << short_duration(ro.timeout_s);
   std::cout << ")\n";
   if (reclaimed > 0) std::cout << "kestrel: " << reclaimed << " trial(s) of ended workers marked FAILED\n";
+  if (warm) std::cout << "kestrel: " << warm->summary() << "\n";
   std::cout.flush();
 
   Progress progress(std::cout, live, spec->objectives, ro.n_trials, done_before,
@@ -466,7 +475,17 @@ int show_best(const GlobalOptions& g, bool json) {
     best = pareto(trials, o.info.objectives);
   }
   if (best.empty()) {
-    std::cerr << "kestrel: study '" << o.info.name << "' has no COMPLETE trial yet\n";
+    int64_t complete = 0, infeasible = 0;
+    for (const auto& t : trials)
+      if (t.state == TrialState::Complete && !engine::is_warm_start(t)) {
+        ++complete;
+        infeasible += !engine::is_feasible(t);
+      }
+    if (complete > 0 && infeasible == complete)
+      std::cerr << "kestrel: study '" << o.info.name << "' has no feasible trial: all " << complete
+                << " COMPLETE trial(s) violate its constraints (see `kestrel trials`)\n";
+    else
+      std::cerr << "kestrel: study '" << o.info.name << "' has no COMPLETE trial yet\n";
     return kExitRuntime;
   }
   if (json) {
@@ -486,6 +505,8 @@ int show_best(const GlobalOptions& g, bool json) {
     // The trainer evaluator measures the held-out test set once per trial; show it beside the tuned metric.
     if (auto it = t.attrs.find("test_accuracy"); it != t.attrs.end())
       std::cout << "  (test accuracy " << it->second << ")\n";
+    if (auto it = o.info.attrs.find("constraints"); it != o.info.attrs.end())
+      std::cout << "  (feasible under constraints " << it->second << ")\n";
   }
   return kExitOk;
 }

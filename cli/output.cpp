@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "engine/constraints.hpp"
+
 namespace kestrel::cli {
 
 std::string short_number(double x) {
@@ -58,6 +60,15 @@ std::string csv_field(const std::string& s) {
   return out + "\"";
 }
 
+// "src#3": the study and trial a warm-start prior was copied from; "" for the study's own trials.
+std::string prior_of(const Trial& t) {
+  auto it = t.attrs.find(search::kAttrWarmStart);
+  if (it == t.attrs.end()) return "";
+  auto j = nlohmann::json::parse(it->second, nullptr, false);
+  if (!j.is_object()) return "prior";
+  return j.value("study", std::string("?")) + "#" + std::to_string(j.value("number", int64_t{-1}));
+}
+
 double duration_of(const Trial& t) {
   if (t.start_time <= 0 || t.end_time <= 0) return -1;
   return t.end_time - t.start_time;
@@ -95,8 +106,17 @@ std::vector<std::string> param_names(const std::vector<Trial>& trials) {
 
 void print_table(std::ostream& os, const std::vector<Trial>& trials, const std::vector<Objective>& objectives) {
   auto params = param_names(trials);
+  // Columns shown only when some trial needs them: feasibility under the sweep's constraints, and the origin of
+  // warm-start priors (copied from another study, not run here).
+  bool any_constraints = false, any_prior = false;
+  for (const auto& t : trials) {
+    any_constraints = any_constraints || t.attrs.count(search::kAttrConstraints);
+    any_prior = any_prior || t.attrs.count(search::kAttrWarmStart);
+  }
   std::vector<std::string> header = {"#", "state"};
   for (const auto& o : objectives) header.push_back(o.name);
+  if (any_constraints) header.push_back("feasible");
+  if (any_prior) header.push_back("prior");
   for (const auto& p : params) header.push_back(p);
   header.push_back("duration");
   header.push_back("reason");
@@ -104,6 +124,9 @@ void print_table(std::ostream& os, const std::vector<Trial>& trials, const std::
   for (const auto& t : trials) {
     std::vector<std::string> r = {std::to_string(t.number), search::to_string(t.state)};
     for (size_t i = 0; i < objectives.size(); ++i) r.push_back(i < t.values.size() ? short_number(t.values[i]) : "-");
+    if (any_constraints)
+      r.push_back(!t.attrs.count(search::kAttrConstraints) ? "-" : engine::is_feasible(t) ? "yes" : "no");
+    if (any_prior) r.push_back(prior_of(t).empty() ? "-" : prior_of(t));
     for (const auto& p : params) {
       auto it = t.config.find(p);
       r.push_back(it == t.config.end() ? "-" : value_text(it->second));
@@ -150,6 +173,15 @@ nlohmann::json trial_json(const Trial& t, const std::vector<Objective>& objectiv
   }
   j["values"] = values;
   j["params"] = search::config_to_json(t.config);
+  if (t.attrs.count(search::kAttrConstraints)) {
+    j["feasible"] = engine::is_feasible(t);
+    auto v = engine::stored_violations(t);
+    j["constraints"] = v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  }
+  if (t.attrs.count(search::kAttrWarmStart)) {
+    auto w = nlohmann::json::parse(t.attrs.at(search::kAttrWarmStart), nullptr, false);
+    j["warm_start"] = w.is_discarded() ? nlohmann::json(nullptr) : w;
+  }
   j["reason"] = t.fail_reason;
   j["worker"] = t.worker;
   j["start"] = t.start_time;

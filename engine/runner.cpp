@@ -45,15 +45,20 @@ class StudyTally {
 
  private:
   void forget(int64_t number, TrialState s) {
-    if (s == TrialState::Complete || s == TrialState::Pruned) --done_;
+    if ((s == TrialState::Complete || s == TrialState::Pruned) && !priors_.count(number)) --done_;
     if (s == TrialState::Running) running_.erase(number);
     if (s == TrialState::Waiting) --waiting_;
   }
   void count(const Trial& t) {
-    if (t.state == TrialState::Complete || t.state == TrialState::Pruned) ++done_;
+    // Warm-start priors (copied from another study) are not this study's trials: n_trials counts new trials
+    // only, and a prior reaching the target does not end a run that has not measured anything yet. An
+    // infeasible trial (constraints) cannot be the best either.
+    bool prior = is_warm_start(t);
+    if (prior) priors_.insert(t.number);
+    if ((t.state == TrialState::Complete || t.state == TrialState::Pruned) && !prior) ++done_;
     if (t.state == TrialState::Running) running_.insert(t.number);
     if (t.state == TrialState::Waiting) ++waiting_;
-    if (t.state == TrialState::Complete && !t.values.empty()) {
+    if (t.state == TrialState::Complete && !t.values.empty() && !prior && is_feasible(t)) {
       double s = search::minimize_sign(study_.options().objectives[0].direction);
       if (!best_ || s * t.values[0] < s * *best_) best_ = t.values[0];
     }
@@ -62,6 +67,7 @@ class StudyTally {
   Study& study_;
   int64_t cursor_ = 0;
   std::map<int64_t, TrialState> state_;
+  std::set<int64_t> priors_;  // numbers of warm-start priors
   int64_t done_ = 0, waiting_ = 0;
   std::set<int64_t> running_;
   std::optional<double> best_;
@@ -232,7 +238,8 @@ class Runner {
       if (record.state == TrialState::Complete) ++completed_;
       if (record.state == TrialState::Pruned) ++pruned_;
       if (record.state == TrialState::Failed) ++failed_;
-      if (record.state == TrialState::Complete && !record.values.empty() && reached_target(record.values[0]))
+      if (record.state == TrialState::Complete && !record.values.empty() && is_feasible(record) &&
+          reached_target(record.values[0]))
         set_stop("target");
       if (o_.max_failed > 0 && failed_ >= o_.max_failed) set_stop("max_failed");
       cv_.notify_all();

@@ -155,6 +155,8 @@ Study::Study(std::shared_ptr<store::Store> store, StudyOptions options)
       for (const auto& [k, v] : options_.study_attrs) store_->set_study_attr(info_.id, k, v);
       store_->set_study_attr(info_.id, "tuner", options_.tuner);
       store_->set_study_attr(info_.id, "objectives", objectives_json(options_.objectives).dump());
+      if (!options_.constraints.empty())
+        store_->set_study_attr(info_.id, "constraints", constraints_to_json(options_.constraints).dump());
     } catch (const StoreError&) {
       // Another process may have created it between find and create: load theirs.
       auto again = store_->find_study(options_.name);
@@ -288,7 +290,8 @@ std::optional<Trial> Study::best_trial() {
   refresh_locked();
   const Trial* best = nullptr;
   for (const auto& [n, t] : cache_)
-    if (t.state == TrialState::Complete && !t.values.empty() && (!best || better(t, *best, options_.objectives[0])))
+    if (t.state == TrialState::Complete && !t.values.empty() && is_feasible(t) && !is_warm_start(t) &&
+        (!best || better(t, *best, options_.objectives[0])))
       best = &t;
   if (!best) return std::nullopt;
   return *best;
@@ -299,7 +302,9 @@ std::vector<Trial> Study::pareto_front() {
   refresh_locked();
   std::vector<const Trial*> done;
   for (const auto& [n, t] : cache_)
-    if (t.state == TrialState::Complete && t.values.size() == options_.objectives.size()) done.push_back(&t);
+    if (t.state == TrialState::Complete && t.values.size() == options_.objectives.size() && is_feasible(t) &&
+        !is_warm_start(t))
+      done.push_back(&t);
   auto dominates = [&](const Trial& a, const Trial& b) {
     bool strictly = false;
     for (size_t k = 0; k < options_.objectives.size(); ++k) {
@@ -425,6 +430,18 @@ void TrialHandle::tell(const std::vector<double>& values) {
              "objective '" + objs[i].name + "' is " + (std::isnan(values[i]) ? "NaN" : "infinite"));
       return;
     }
+  if (!study_->options_.constraints.empty()) {
+    Trial done = trial_;
+    done.values = values;
+    std::vector<double> violations;
+    try {
+      violations = evaluate_constraints(done, objs, study_->options_.constraints);
+    } catch (const EvalError& e) {
+      finish(TrialState::Failed, {}, e.what());
+      return;
+    }
+    set_attr(search::kAttrConstraints, nlohmann::json(violations).dump());
+  }
   finish(TrialState::Complete, values, "");
 }
 

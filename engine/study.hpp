@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/constraints.hpp"
 #include "search/space.hpp"
 #include "search/trial.hpp"
 #include "store/store.hpp"
@@ -43,6 +44,9 @@ struct StudyOptions {
   double stale_after = 0.0;         // a RUNNING trial silent this long is lost; 0 = 4 x heartbeat_interval
   int retry_failed = 0;             // lost trials are re-run as new trials (same config) up to this many times
   std::map<std::string, std::string> study_attrs;  // stored on creation (e.g. the sweep file text)
+  // Evaluated by tell() from the trial's metrics (engine/constraints.hpp) and stored as search::kAttrConstraints;
+  // a constrained metric the trial lacks fails it. best_trial() and pareto_front() keep feasible trials only.
+  std::vector<Constraint> constraints;
 };
 
 class Study;
@@ -79,6 +83,7 @@ class TrialHandle {
   bool should_prune();
 
   // Final values, one per objective. A NaN or infinite value fails the trial (reason says which objective).
+  // With constraints, their violations are stored first (attr); a constrained metric the trial lacks fails it.
   void tell(const std::vector<double>& values);
   void tell(double value) { tell(std::vector<double>{value}); }
   void tell_failed(const std::string& reason);
@@ -118,8 +123,10 @@ class Study {
   std::vector<Trial> reclaim_stale();
 
   std::vector<Trial> trials();                  // every trial, by number, fresh from the store
-  std::optional<Trial> best_trial();            // single objective: best COMPLETE trial
-  std::vector<Trial> pareto_front();            // non-dominated COMPLETE trials (any number of objectives)
+  // Results of this study: COMPLETE, feasible (engine/constraints.hpp) and not warm-start priors copied from
+  // another study (those are observations for the tuner, measured elsewhere).
+  std::optional<Trial> best_trial();            // single objective: best such trial
+  std::vector<Trial> pareto_front();            // non-dominated such trials (any number of objectives)
 
   int64_t id() const { return info_.id; }
   const StudyOptions& options() const { return options_; }

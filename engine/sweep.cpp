@@ -233,7 +233,8 @@ class Parser {
 
 const std::vector<std::string> kTopKeys = {"study",   "description", "storage",  "seed",         "space",
                                            "objective", "objectives", "tuner",  "pruner",       "evaluator",
-                                           "budget",  "n_jobs",      "retry_failed", "heartbeat", "runs_dir", "nas"};
+                                           "budget",  "n_jobs",      "retry_failed", "heartbeat", "runs_dir", "nas",
+                                           "constraints", "warm_start"};
 const std::vector<std::string> kParamKeys = {"type", "low", "high", "log", "step", "choices", "value", "condition"};
 const std::vector<std::string> kParamTypes = {"float", "int", "categorical", "fixed"};
 const std::vector<std::string> kBudgetKeys = {"n_trials", "timeout", "target", "max_failed"};
@@ -782,6 +783,32 @@ SweepSpec parse_sweep(const std::string& text, const std::string& file, const st
   if (root["heartbeat"]) parse_heartbeat(P, root["heartbeat"], s);
   if (root["runs_dir"])
     if (auto v = P.str(root["runs_dir"], "runs_dir")) s.runs_dir = *v;
+  if (const YAML::Node& cs = root["constraints"]) {
+    // One condition, or a list; each "metric >= bound" or {metric, op, bound}.
+    std::vector<YAML::Node> items;
+    if (cs.IsSequence())
+      for (const auto& c : cs) items.push_back(c);
+    else
+      items.push_back(cs);
+    for (const auto& c : items) {
+      try {
+        s.constraints.push_back(constraint_from_json(yaml_to_json(c)));
+      } catch (const ConfigError& e) {
+        P.err(c, std::string("constraints: ") + e.what());
+      }
+    }
+    P.note_line("constraints", cs);
+  }
+  if (const YAML::Node& ws = root["warm_start"]) {
+    try {
+      s.warm_start = WarmStartSpec::from_json(yaml_to_json(ws));
+      if (s.warm_start->storage.empty() && s.warm_start->study == s.study)
+        P.err(ws, "warm_start.study: a study cannot warm-start itself");
+    } catch (const ConfigError& e) {
+      P.err(ws, e.what());
+    }
+    P.note_line("warm_start", ws);
+  }
 
   // The tuner and pruner check their own options; their messages gain the line here.
   if (P.errors.empty()) {
@@ -832,6 +859,7 @@ StudyOptions SweepSpec::study_options() const {
   o.heartbeat_interval = heartbeat_s;
   o.stale_after = stale_after_s;
   o.retry_failed = retry_failed;
+  o.constraints = constraints;
   o.study_attrs[kSweepTextAttr] = text;
   o.study_attrs[kSweepFileAttr] = file;
   o.study_attrs[kSweepDirAttr] = dir;
@@ -880,7 +908,7 @@ void check_evaluator(const SweepSpec& s) {
       throw ConfigError(line_of(s, "evaluator.train_file") + ": evaluator.train_file: '" + e.trainer.train_file +
                         "' does not exist");
     try {
-      TrainerEvaluator ev(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings, s.nas_space, s.nas_compile}, s.objectives, s.space);
+      TrainerEvaluator ev(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings, s.nas_space, s.nas_compile, s.storage}, s.objectives, s.space);
       ev.validate();
     } catch (const ConfigError& ex) {
       throw ConfigError(line_of(s, "evaluator.train_file") + ": evaluator: " + ex.what());
@@ -931,7 +959,7 @@ std::unique_ptr<Evaluator> make_evaluator(const SweepSpec& s) {
     return std::make_unique<FunctionEvaluator>(make_benchmark_function(e.function.name, e.function.dim),
                                                e.function.options);
   if (e.kind == "trainer")
-    return std::make_unique<TrainerEvaluator>(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings, s.nas_space, s.nas_compile},
+    return std::make_unique<TrainerEvaluator>(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings, s.nas_space, s.nas_compile, s.storage},
                                               s.objectives, s.space);
   throw ConfigError(s.file + ": unknown evaluator kind '" + e.kind + "'");
 }

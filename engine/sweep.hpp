@@ -12,11 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/command_evaluator.hpp"
+#include "engine/constraints.hpp"
 #include "engine/evaluator.hpp"
 #include "engine/functions.hpp"
 #include "engine/trainer_evaluator.hpp"
 #include "engine/runner.hpp"
 #include "engine/study.hpp"
+#include "engine/warm_start.hpp"
 
 namespace kestrel::engine {
 
@@ -74,6 +76,10 @@ struct SweepSpec {
   // `space` in their params. Null when the file has no such section.
   nlohmann::json nas_space;
   nlohmann::json nas_compile;
+  // `constraints:` (docs/sweep-file.md): conditions on final metrics, stored per trial; `best` is the best feasible.
+  std::vector<Constraint> constraints;
+  // `warm_start:`: finished trials of another study copied in as priors when the study is first run.
+  std::optional<WarmStartSpec> warm_start;
   std::map<std::string, int> lines;       // dotted key ("evaluator.command") -> 1-based line, for later messages
 
   StudyOptions study_options() const;     // also stores the sweep text and dir as study attributes

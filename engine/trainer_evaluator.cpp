@@ -11,6 +11,8 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "engine/constraints.hpp"
+#include "engine/warm_start.hpp"
 
 namespace kestrel::engine {
 namespace fs = std::filesystem;
@@ -97,6 +99,25 @@ void apply_settings(YAML::Node root, const nlohmann::json& j, const std::string&
 
 std::string placeholder(const std::string& name) { return "${" + name + "}"; }
 
+// training.init_from given as {storage, study, trial}: replaced by the weights file of that trial.
+void resolve_study_init_from(YAML::Node root, const std::string& default_storage, nlohmann::json* resolved) {
+  if (!root["training"] || !root["training"].IsMap()) return;
+  YAML::Node t = root["training"];
+  if (!t["init_from"] || !t["init_from"].IsMap()) return;
+  nlohmann::json ref = nlohmann::json::object();
+  for (const auto& kv : t["init_from"]) {
+    if (!kv.second.IsScalar()) throw ConfigError("training.init_from." + kv.first.Scalar() + ": expected a plain value");
+    const std::string& v = kv.second.Scalar();
+    bool digits = !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+    ref[kv.first.Scalar()] = digits && kv.first.Scalar() == "trial" ? nlohmann::json(std::stoll(v)) : nlohmann::json(v);
+  }
+  std::string storage = default_storage;
+  if (storage.empty()) storage = "sqlite://" + (fs::current_path() / "kestrel.db").string();
+  ResolvedTrial r = resolve_trial_weights(TrialRef::from_json(ref), storage);
+  t["init_from"] = r.weights;
+  if (resolved) *resolved = r.to_json();
+}
+
 }  // namespace
 
 std::vector<std::string> TrainerEvaluator::metric_names() {
@@ -130,6 +151,11 @@ TrainerEvaluator::TrainerEvaluator(TrainerEvaluatorOptions options, std::vector<
 
 trainer::TrainSpec TrainerEvaluator::spec_for(const Config& config, std::optional<double> budget,
                                               const std::string& trial_dir) const {
+  return build_spec(config, budget, trial_dir, nullptr);
+}
+
+trainer::TrainSpec TrainerEvaluator::build_spec(const Config& config, std::optional<double> budget,
+                                                const std::string& trial_dir, nlohmann::json* init_from) const {
   // 1. Text placeholders (line numbers in the trainer's messages stay those of the file).
   std::string text = text_;
   std::set<std::string> in_text;
@@ -165,6 +191,7 @@ trainer::TrainSpec TrainerEvaluator::spec_for(const Config& config, std::optiona
     set_path(root, path, value_node(value), "trainer: parameter '" + name + "'");
   }
   if (budget) set_path(root, "training.epochs", YAML::Node(static_cast<long long>(std::llround(*budget))), "budget");
+  resolve_study_init_from(root, options_.storage, init_from);
   trainer::TrainSpec spec = trainer::parse_train_spec(root, options_.train_file);
   if (arch_space_) {
     const auto& as = *std::static_pointer_cast<const nas::ArchSpace>(arch_space_);
@@ -174,6 +201,10 @@ trainer::TrainSpec TrainerEvaluator::spec_for(const Config& config, std::optiona
   }
   if (!spec.checkpoint_dir.empty() && !trial_dir.empty())
     spec.checkpoint_dir = (fs::path(trial_dir) / "checkpoints").string();
+  // Every trial keeps its final weights, so any trial of the study can be the starting point of another (init_from).
+  // A save_weights of the training file would make every trial write the same file: the trial's folder wins.
+  if (!trial_dir.empty())
+    spec.save_weights = fs::absolute(fs::path(trial_dir) / "model.safetensors").lexically_normal().string();
   return spec;
 }
 
@@ -217,13 +248,15 @@ std::shared_ptr<const trainer::TrainData> TrainerEvaluator::data_for(const train
 void TrainerEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
   trainer::TrainSpec spec;
   std::shared_ptr<const trainer::TrainData> data;
+  nlohmann::json init_from;
   try {
-    spec = spec_for(trial.config(), trial.budget(), ctx.trial_dir);
+    spec = build_spec(trial.config(), trial.budget(), ctx.trial_dir, &init_from);
     data = data_for(spec);
   } catch (const Error& e) {
     trial.tell_failed(e.what());
     return;
   }
+  if (!init_from.is_null()) trial.set_attr("init_from", init_from.dump());
 
   bool pruned = false, stopped = false;
   int last_epoch = 0;
@@ -274,6 +307,16 @@ void TrainerEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
     if (name == "flops_per_sample") return static_cast<double>(r.flops_per_sample);
     return r.final_metrics.wall_seconds;
   };
+  {
+    nlohmann::json all = nlohmann::json::object();
+    for (const auto& name : metric_names()) {
+      double v = metric(name);
+      if (std::isfinite(v)) all[name] = v;
+    }
+    trial.set_attr(kAttrMetrics, all.dump());
+  }
+  if (!spec.save_weights.empty() && fs::exists(spec.save_weights))
+    trial.set_attr(kAttrWeights, fs::absolute(spec.save_weights).lexically_normal().string());
   trial.set_attr("epochs_run", std::to_string(r.history.size()));
   trial.set_attr("best_epoch", std::to_string(r.best.epoch));
   if (std::isfinite(r.test_accuracy)) trial.set_attr("test_accuracy", search::to_string(search::Value{r.test_accuracy}));

@@ -34,6 +34,9 @@ struct TrainerEvaluatorOptions {
   // training file's model section; input shape and class count default to the training file's.
   nlohmann::json nas_space;                              // null: no architecture search
   nlohmann::json nas_compile = nlohmann::json::object();
+  // Store of `init_from: {study, trial}` references that name no storage (the sweep's storage); empty: the
+  // default store of the working directory (sqlite://<cwd>/kestrel.db, as `kestrel` uses).
+  std::string storage;
 };
 
 // What this represents: the trainer evaluator of a sweep. Each epoch's validation metrics are reported (step =
@@ -41,6 +44,11 @@ struct TrainerEvaluatorOptions {
 // set is loaded once per distinct data section and seed and shared by every trial.
 // Failures (a non-finite loss, a bad parameter value, unreadable data) fail the trial with the trainer's message.
 // When the training file sets training.checkpoint_dir, each trial checkpoints into <trial_dir>/checkpoints instead.
+// Each trial's final weights go to <trial_dir>/model.safetensors (training.save_weights is not used in a sweep), and
+// the absolute path is stored as the trial attr "weights" (engine/warm_start.hpp kAttrWeights), so a later study can
+// start from it: training.init_from may be {storage, study, trial: best | N} instead of a file (resolved with
+// resolve_trial_weights; the resolved trial is stored as the attr "init_from"). Every final metric is stored as the
+// attr "metrics" (engine/constraints.hpp kAttrMetrics), for constraints and warm starts.
 // Thread safety: evaluate() may run concurrently (the data cache is locked; each trial trains on its own model).
 class TrainerEvaluator : public Evaluator {
  public:
@@ -62,6 +70,9 @@ class TrainerEvaluator : public Evaluator {
 
  private:
   std::shared_ptr<const trainer::TrainData> data_for(const trainer::TrainSpec& spec);
+  // spec_for, also returning what a study reference in training.init_from resolved to (null when none).
+  trainer::TrainSpec build_spec(const Config& config, std::optional<double> budget, const std::string& trial_dir,
+                                nlohmann::json* init_from) const;
 
   TrainerEvaluatorOptions options_;
   std::vector<search::Objective> objectives_;

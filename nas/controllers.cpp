@@ -42,7 +42,11 @@ EvolutionParams EvolutionParams::from_json(const nlohmann::json& j, ControllerPa
   r.get("sample_size", p.sample_size);
   r.get("selection", p.selection);
   r.get("hp_sigma", p.hp_sigma);
+  r.get("mutation", p.mutation);
+  r.get("hp_candidates", p.hp_candidates);
   r.finish();
+  r.require(p.mutation == "thompson" || p.mutation == "uniform", "mutation", "must be thompson or uniform");
+  r.require(p.hp_candidates >= 1, "hp_candidates", "must be >= 1");
   r.require(p.population >= 2, "population", "must be >= 2");
   r.require(p.sample_size >= 1 && p.sample_size <= p.population, "sample_size", "must be in [1, population]");
   r.require(p.selection == "auto" || p.selection == "tournament" || p.selection == "nsga2", "selection",
@@ -59,7 +63,9 @@ ReinforceParams ReinforceParams::from_json(const nlohmann::json& j, ControllerPa
   r.get("learning_rate", p.learning_rate);
   r.get("baseline_decay", p.baseline_decay);
   r.get("entropy_weight", p.entropy_weight);
+  r.get("credit", p.credit);
   r.finish();
+  r.require(p.credit == "live" || p.credit == "active", "credit", "must be live or active");
   r.require(p.learning_rate > 0, "learning_rate", "must be > 0");
   r.require(p.baseline_decay >= 0 && p.baseline_decay < 1, "baseline_decay", "must be in [0, 1)");
   r.require(p.entropy_weight >= 0, "entropy_weight", "must be >= 0");
@@ -204,6 +210,23 @@ search::Config NasController::mutate_hp(const search::SearchSpace& hp_space, con
   }
   // decode() re-derives which conditional parameters are active after the change.
   return hp_space.decode(u);
+}
+
+std::vector<bool> NasController::live_decisions(const Arch& a) const {
+  std::vector<bool> live(space_->num_decisions());
+  for (size_t i = 0; i < live.size(); ++i) live[i] = space_->active(a, i);
+  for (size_t i : space_->check(a).dead)
+    if (i < live.size()) live[i] = false;
+  return live;
+}
+
+std::vector<double> NasController::live_onehot(const Arch& a) const {
+  const std::vector<bool> live = live_decisions(a);
+  std::vector<double> f;
+  for (size_t i = 0; i < live.size(); ++i)
+    for (size_t k = 0; k < space_->choices(i).size(); ++k)
+      f.push_back(live[i] && a[i] == static_cast<int>(k) ? 1.0 : 0.0);
+  return f;
 }
 
 tuners::Proposal RandomController::ask(const tuners::History& h, int64_t number) {

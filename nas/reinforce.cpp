@@ -41,8 +41,11 @@ std::vector<std::vector<double>> ReinforceController::replay(const Context& ctx)
       baseline = p_.baseline_decay * baseline + (1 - p_.baseline_decay) * r;
       var = p_.baseline_decay * var + (1 - p_.baseline_decay) * d * d;
     }
+    // Credit goes only to decisions that could have changed the reward: a dead edge's choice (one on no
+    // input-output path) did not influence it, and updating its logits would only add noise.
+    const std::vector<bool> live = p_.credit == "live" ? live_decisions(o.arch) : std::vector<bool>{};
     for (size_t i = 0; i < theta.size(); ++i) {
-      if (!space_->active(o.arch, i)) continue;
+      if (!space_->active(o.arch, i) || (!live.empty() && !live[i])) continue;
       const std::vector<double> p = softmax(theta[i]);
       double ent = 0.0;
       for (double x : p) ent -= x > 0 ? x * std::log(x) : 0.0;

@@ -1,5 +1,6 @@
 // fashion_search: a real cell search on Fashion-MNIST with the CPU trainer inside a wall-clock budget, then the
-// trainer benchmark's hand-designed CNN (configs/models/cnn.yaml) trained for the same wall-clock budget.
+// trainer benchmark's hand-designed CNN (configs/models/cnn.yaml) trained for the same wall-clock budget; or, with
+// --train-arch, one given architecture and that CNN trained with the same epochs on the same data (a final comparison).
 #include <chrono>
 #include <iostream>
 #include <string>
@@ -27,6 +28,9 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   std::string kind = "nas_evolution", params_text = R"({"population": 6, "sample_size": 2})";
   std::string cnn_file = std::string(KESTREL_SOURCE_DIR) + "/configs/models/cnn.yaml";
+  std::string train_arch, train_what = "both";
+  double arch_lr = 0;
+  int batch_size = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -41,9 +45,14 @@ int main(int argc, char** argv) {
     else if (a == "--controller") kind = next();
     else if (a == "--params") params_text = next();
     else if (a == "--cnn") cnn_file = next();
+    else if (a == "--train-arch") train_arch = next();
+    else if (a == "--train-what") train_what = next();
+    else if (a == "--arch-lr") arch_lr = std::stod(next());
+    else if (a == "--batch-size") batch_size = std::stoi(next());
     else {
       std::cerr << "usage: fashion_search [--budget-s S] [--subset N] [--test-subset N] [--epochs E] [--channels C] [--stages K]\n"
-                   "  [--threads T] [--seed S] [--controller KIND] [--params JSON] [--cnn FILE]\n";
+                   "  [--threads T] [--seed S] [--controller KIND] [--params JSON] [--cnn FILE]\n"
+                   "  [--train-arch CANONICAL [--arch-lr LR] [--train-what both|arch|cnn]] [--batch-size B]\n";
       return 2;
     }
   }
@@ -53,6 +62,7 @@ int main(int argc, char** argv) {
   base.data.test_subset = test_subset;  // the same test images for every trial and for the CNN
   base.threads = threads;
   base.seed = seed;
+  if (batch_size > 0) base.batch_size = batch_size;
   base.early_stopping.enabled = false;
   base.target_accuracy = 0.0;
   const trainer::TrainData data = trainer::load_train_data(base);
@@ -65,6 +75,37 @@ int main(int argc, char** argv) {
   co.num_classes = data.train.num_classes;
   co.channels = channels;
   co.stages = stages;
+
+  if (!train_arch.empty()) {
+    // Final comparison: the same data, epochs, batch size, optimizer and seed for both models; the architecture may
+    // keep the learning rate its search found (--arch-lr), the CNN keeps its file's. Separate processes
+    // (--train-what) let the two run side by side, one thread each.
+    auto run_one = [&](const std::string& what, trainer::TrainSpec spec) {
+      spec.epochs = epochs;
+      const double ts = now_s();
+      trainer::TrainCallbacks cb;
+      cb.on_epoch = [&](const trainer::EpochMetrics& m) {
+        std::cerr << what << " epoch " << m.epoch << " val " << m.val_accuracy << " " << now_s() - ts << " s\n";
+        return true;
+      };
+      const trainer::TrainResult r = trainer::train(spec, data, cb);
+      std::cout << nlohmann::json{{"model", what}, {"arch", what == "cnn" ? "" : train_arch}, {"lr", spec.lr},
+                                  {"epochs", r.history.size()}, {"params", r.param_count},
+                                  {"final_val_accuracy", r.final_metrics.val_accuracy},
+                                  {"test_accuracy", r.test_accuracy}, {"train_images", data.train.n},
+                                  {"seconds", now_s() - ts}}
+                       .dump()
+                << std::endl;
+    };
+    if (train_what != "cnn") {
+      trainer::TrainSpec spec = base;
+      spec.model = nas::compile_arch(ctrl->space(), train_arch, co);
+      if (arch_lr > 0) spec.lr = static_cast<float>(arch_lr);
+      run_one("arch", spec);
+    }
+    if (train_what != "arch") run_one("cnn", base);
+    return 0;
+  }
 
   std::vector<search::Trial> trials;
   const double t0 = now_s();

@@ -32,6 +32,8 @@ TEST(NasFactory, MakesEveryKindAndRefusesUnknownOnes) {
   EXPECT_THROW(make_nas_tuner("nas_evolution", {{"population", 5}, {"sample_size", 9}}, 1), ConfigError);
   EXPECT_THROW(make_nas_tuner("nas_bo", {{"encoding", "path"}, {"space", {{"type", "macro"}}}}, 1), ConfigError);
   EXPECT_THROW(make_nas_tuner("nas_random", {{"dedup", "maybe"}}, 1), ConfigError);
+  EXPECT_THROW(make_nas_tuner("nas_evolution", {{"mutation", "greedy"}}, 1), ConfigError);
+  EXPECT_THROW(make_nas_tuner("nas_reinforce", {{"credit", "all"}}, 1), ConfigError);
   EXPECT_NO_THROW(make_nas_tuner("nas_bo", {{"encoding", "path"}}, 1));
 }
 
@@ -132,6 +134,52 @@ TEST(ReinforceController, RaisesTheExpectedRewardOfItsPolicy) {
     // The uniform policy's expectation includes degenerate cells; the learned one must be well above it.
     EXPECT_GT(after, before + 1.0) << "seed " << seed << ": " << before << " -> " << after;
   }
+}
+
+TEST(ReinforceController, GivesNoCreditToEdgesOnNoInputOutputPath) {
+  // Node 1 feeds nothing (edges 2<-1 and 3<-1 are none), so the op on edge 1<-0 cannot affect the reward.
+  const auto space = nb201();
+  const search::SearchSpace ss(space->params());
+  std::vector<search::Trial> trials;
+  for (int i = 0; i < 12; ++i) {
+    const Arch a = {1 + i % 4, 2 + i % 3, 0, 1 + (i / 2) % 4, 0, 3};
+    ASSERT_TRUE(space->check(a).valid);
+    search::Trial t;
+    t.number = i;
+    t.config = space->to_config(a);
+    t.state = search::TrialState::Complete;
+    t.values = {static_cast<double>((i * 7) % 5) + 0.1 * i};
+    trials.push_back(t);
+  }
+  tuners::History h;
+  h.space = &ss;
+  h.objectives = {search::Objective{"quality", search::Direction::Maximize}};
+  for (const auto& t : trials) h.trials.push_back(&t);
+  const auto live = ReinforceController(ReinforceParams{}, ControllerParams{}, 1).policy(h);
+  ReinforceParams active;
+  active.credit = "active";
+  const auto all = ReinforceController(active, ControllerParams{}, 1).policy(h);
+  for (double p : live[0]) EXPECT_DOUBLE_EQ(p, 0.2);  // dead edge: still uniform
+  double moved_live = 0, moved_all = 0;
+  for (double p : live[1]) moved_live += std::abs(p - 0.2);
+  for (double p : all[0]) moved_all += std::abs(p - 0.2);
+  EXPECT_GT(moved_live, 0.05);  // a live edge learned
+  EXPECT_GT(moved_all, 0.05);   // with "active" credit the dead edge moves too: the difference is the rule
+}
+
+TEST(EvolutionController, ModelGuidedMutationBeatsUniformMutationAtEqualEvaluations) {
+  const int kSeeds = 8, kEvals = 60;
+  double guided = 0, uniform = 0;
+  for (int s = 0; s < kSeeds; ++s) {
+    const SyntheticCellScore score(nb201(), 300 + s);
+    auto g = make_nas_tuner("nas_evolution", {}, s);
+    auto u = make_nas_tuner("nas_evolution", {{"mutation", "uniform"}}, s);
+    guided += score.optimum() - best_of(run_synthetic(*g, score, kEvals, s), kEvals);
+    uniform += score.optimum() - best_of(run_synthetic(*u, score, kEvals, s), kEvals);
+  }
+  RecordProperty("mean_regret_guided", std::to_string(guided / kSeeds));
+  RecordProperty("mean_regret_uniform", std::to_string(uniform / kSeeds));
+  EXPECT_LT(guided, uniform);
 }
 
 TEST(Controllers, EvolutionAndBayesBeatRandomSearchAtEqualEvaluations) {

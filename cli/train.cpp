@@ -37,6 +37,27 @@ std::string pct(double x) {
   return buf;
 }
 
+// The robustness report (robustness: section): accuracy per attack and epsilon, clean per-class
+// accuracy, and the sanity checks. The confusion matrices are in the --json output.
+void print_robustness(const trainer::RobustnessReport& rep) {
+  std::cout << "robustness on the " << rep.set << " set (" << rep.n << " samples): clean acc "
+            << pct(rep.clean_accuracy) << "\n";
+  for (const auto& res : rep.results) {
+    char line[160];
+    std::snprintf(line, sizeof line, "  %-7s %-11s eps %-6g acc %-8s flipped %-6lld %s\n", res.attack.c_str(),
+                  res.attack == "fgsm" ? (res.random_start ? "random start" : "")
+                                       : ((std::to_string(res.steps) + " steps" + (res.random_start ? " rs" : "")).c_str()),
+                  res.epsilon, pct(res.accuracy).c_str(), static_cast<long long>(res.flipped),
+                  short_duration(res.seconds).c_str());
+    std::cout << line;
+  }
+  std::cout << "  clean per class:";
+  for (double v : rep.per_class_accuracy) std::cout << " " << pct(v);
+  std::cout << "\n";
+  if (rep.flags.empty()) std::cout << "  sanity checks passed (noise margin " << pct(rep.noise) << ")\n";
+  for (const auto& f : rep.flags) std::cout << "  WARNING " << f.check << ": " << f.message << "\n";
+}
+
 void on_interrupt(int) { g_stop_requested.store(true); }
 
 }  // namespace
@@ -86,6 +107,10 @@ int train_model(const TrainArgs& a) {
     j["stopped_early"] = r.stopped_early;
     j["interrupted"] = r.stopped_by_callback;
     j["last_checkpoint"] = r.last_checkpoint;
+    // Transfer learning: what init_from loaded and skipped, freezing; pseudo-labeling rounds.
+    if (!r.transfer.empty()) j["transfer"] = r.transfer.to_json();
+    if (!r.pseudo_label.empty()) j["pseudo_label"] = r.pseudo_label.to_json();
+    if (r.robustness) j["robustness"] = nlohmann::json::parse(r.robustness->to_json());
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "best epoch " << r.best.epoch << ": val loss " << short_number(r.best.val_loss) << " acc "
@@ -96,6 +121,9 @@ int train_model(const TrainArgs& a) {
       std::cout << "time to " << pct(spec.target_accuracy) << " validation accuracy: "
                 << (r.time_to_target >= 0 ? short_duration(r.time_to_target) : "not reached") << "\n";
     if (r.stopped_early) std::cout << "stopped early (no improvement of " << spec.early_stopping.monitor << ")\n";
+    if (r.robustness) print_robustness(*r.robustness);
+    if (!r.transfer.empty()) std::cout << r.transfer.summary();
+    if (!r.pseudo_label.empty()) std::cout << r.pseudo_label.summary();
     if (!r.last_checkpoint.empty()) std::cout << "last checkpoint: " << r.last_checkpoint << "\n";
     std::cout << "wall time " << short_duration(r.final_metrics.wall_seconds) << "\n";
   }

@@ -209,8 +209,9 @@ void validate(const AdversarialTraining& spec);
 
 // Perturbs a training batch in place: x (host, normalized, n samples), labels y. epoch is
 // fractional (for the ramp); step: the global step (seeds the random start). Leaves the model's
-// parameters unchanged; it runs forward/backward passes, so parameter gradients are overwritten
-// (the training loop's own backward comes after). In train_mode BatchNorm running statistics
+// parameters and their frozen flags unchanged; it runs forward/backward passes (with every
+// parameter frozen, so only input gradients are computed), after which parameter gradients read
+// zero (the training loop's own backward comes after). In train_mode BatchNorm running statistics
 // and the dropout counter advance as in any training forward.
 void adversarial_batch(const AdversarialTraining& spec, Model& model, Loss& loss,
                        const InputDomain& domain, float* x, const int32_t* y, int n,

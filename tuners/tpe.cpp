@@ -54,7 +54,18 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 // dropped instead of evaluating two erfc calls (the prior kernel keeps every mixture density positive).
 constexpr double kFarZ = 12.0;
 
-enum class DimKind : uint8_t { Continuous, Discrete, Categorical };
+// LogDiscrete: a log-scale int, whose cells have unequal widths on the unit scale (log(v -/+ 0.5) mapped to it).
+enum class DimKind : uint8_t { Continuous, Discrete, LogDiscrete, Categorical };
+
+// Cells of a log-scale int parameter on [low, high]: the unit coordinate is affine in log over
+// [log(low - 0.5), log(high + 0.5)] (SearchSpace::encode_one), so value v covers [unit(v - 0.5), unit(v + 0.5)].
+struct LogCells {
+  double low = 0, high = 0, log_lo = 0, log_span = 1;
+  LogCells() = default;
+  LogCells(double lo, double hi) : low(lo), high(hi), log_lo(std::log(lo - 0.5)), log_span(std::log(hi + 0.5) - log_lo) {}
+  double unit(double v) const { return std::clamp((std::log(v) - log_lo) / log_span, 0.0, 1.0); }
+  double value(double u) const { return std::clamp(std::round(std::exp(log_lo + u * log_span)), low, high); }
+};
 
 // Upper tail Q(x) = 1 - Phi(x).
 inline double upper_tail(double x) { return 0.5 * std::erfc(x * 0.70710678118654752440); }
@@ -76,6 +87,7 @@ struct Estimator {
   struct Dim {
     DimKind kind = DimKind::Continuous;
     int64_t k = 0;                        // cells (discrete) or choices (categorical)
+    LogCells cells;                       // log discrete
     std::vector<double> mu, sigma, inv_sigma, lnorm;  // numeric: lnorm = -log Z (- log sigma - log sqrt(2pi))
     std::vector<int32_t> obs;             // categorical: observed choice per kernel (-1 for the prior)
     std::vector<double> log_on, log_off;  // categorical: log p(observed choice), log p(any other choice)
@@ -92,6 +104,7 @@ struct DimInfo {
   size_t param;
   DimKind kind;
   int64_t k;
+  LogCells cells = {};
 };
 
 // Optuna's default_weights: newest `flat` weigh 1, older ones ramp linearly from 1/n.
@@ -146,6 +159,7 @@ void build(Estimator& e, const std::vector<const double*>& rows, const std::vect
     auto& D = e.dims[d];
     D.kind = dims[d].kind;
     D.k = dims[d].k;
+    D.cells = dims[d].cells;
     const size_t col = dims[d].param;
     if (D.kind == DimKind::Categorical) {
       const double k = static_cast<double>(D.k);
@@ -225,15 +239,21 @@ double log_pdf(const Estimator& e, const double* x, std::vector<double>& acc) {
         }
         break;
       }
-      case DimKind::Discrete: {
-        const int64_t cell = std::min<int64_t>(D.k - 1, static_cast<int64_t>(xd * static_cast<double>(D.k)));
+      case DimKind::Discrete:
+      case DimKind::LogDiscrete: {
+        // The kernel mass of the candidate's cell (Optuna's discrete kernels), memoized per cell.
+        const bool lg = D.kind == DimKind::LogDiscrete;
+        const double lv = lg ? D.cells.value(xd) : 0.0;
+        const int64_t cell = lg ? static_cast<int64_t>(lv - D.cells.low)
+                                : std::min<int64_t>(D.k - 1, static_cast<int64_t>(xd * static_cast<double>(D.k)));
         const std::vector<double>* lm = nullptr;
         for (const auto& [c, v] : D.cell_memo)
           if (c == cell) lm = &v;
         if (!lm) {
           std::vector<double> v(e.n);
           const double w = 1.0 / static_cast<double>(D.k);
-          const double lo = static_cast<double>(cell) * w, hi = lo + w;
+          const double lo = lg ? D.cells.unit(lv - 0.5) : static_cast<double>(cell) * w;
+          const double hi = lg ? D.cells.unit(lv + 0.5) : lo + w;
           for (size_t j = 0; j < e.n; ++j) {
             double za = (lo - D.mu[j]) * D.inv_sigma[j], zb = (hi - D.mu[j]) * D.inv_sigma[j];
             v[j] = za > kFarZ || zb < -kFarZ ? kNegInf : log_mass(za, zb) + D.lnorm[j];
@@ -296,6 +316,8 @@ void sample(const Estimator& e, Rng& rng, double* x) {
     if (D.kind == DimKind::Discrete) {
       int64_t c = std::min<int64_t>(D.k - 1, static_cast<int64_t>(v * static_cast<double>(D.k)));
       v = (static_cast<double>(c) + 0.5) / static_cast<double>(D.k);
+    } else if (D.kind == DimKind::LogDiscrete) {
+      v = D.cells.unit(D.cells.value(v));  // the encoding of the rounded value, as for the observations
     }
     x[d] = v;
   }
@@ -338,6 +360,10 @@ struct TpeTuner::Cache {
       } else if (!p.log && (p.kind == search::ParamKind::Int || p.step)) {
         d.kind = DimKind::Discrete;
         d.k = p.cardinality();
+      } else if (p.log && p.kind == search::ParamKind::Int) {
+        d.kind = DimKind::LogDiscrete;
+        d.k = p.cardinality();
+        d.cells = LogCells(p.low, p.high);
       }
       dims.push_back(d);
       if (p.kind == search::ParamKind::Fixed) continue;

@@ -135,7 +135,7 @@ def optuna_ask_time(job):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     name, fname, seed, sizes, real_run = job
     window = 3 if name == "gp" else ASK_WINDOW
-    res = {}
+    res, res_cpu = {}, {}
     if real_run:
         study = optuna.create_study(sampler=make_sampler(name, seed))
         times = {}
@@ -161,16 +161,18 @@ def optuna_ask_time(job):
                 filler.tell(t, v)
             trials = filler.get_trials(deepcopy=False)
             study.add_trials(trials)
-            times = []
+            times, cpu = [], []
             for _ in range(window):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 trial = study.ask()
                 params = suggest(trial, fname)
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)  # every thread of the process (torch may use several)
                 study.tell(trial, FUNCS[fname](params))
             res[str(a)] = 1000 * statistics.median(times)
+            res_cpu[str(a)] = 1000 * statistics.median(cpu)
     return {"impl": "optuna", "tuner": name, "function": fname, "seed": seed, "ask_ms": res,
-            "mode": "run" if real_run else "prefill"}
+            "ask_cpu_ms": res_cpu, "mode": "run" if real_run else "prefill"}
 
 
 def optuna_worker(args):

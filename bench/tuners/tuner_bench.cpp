@@ -7,6 +7,7 @@
 // function) instead of inside the run, so large sizes cost no optimization time; regret is then not reported.
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <map>
 #include <cstdio>
 #include <deque>
@@ -24,6 +25,14 @@
 namespace {
 
 constexpr int64_t kAskWindow = 10;
+
+// CPU time of the whole process (every thread), so that a sampler using several threads is charged for all of
+// them; on a loaded machine it is the figure that does not depend on what else runs.
+double process_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
+}
 
 std::vector<int64_t> int_list(const std::string& s) {
   std::vector<int64_t> out;
@@ -63,7 +72,7 @@ int main(int argc, char** argv) {
     auto fn = bench::bench_function(fname);
     if (prefill) {
       for (int64_t seed = first_seed; seed < first_seed + seeds; ++seed) {
-        nlohmann::json ask_ms = nlohmann::json::object();
+        nlohmann::json ask_ms = nlohmann::json::object(), ask_cpu_ms = nlohmann::json::object();
         for (int64_t a : ask_at) {
           std::deque<search::Trial> store;
           tuners::History h;
@@ -71,13 +80,16 @@ int main(int argc, char** argv) {
           h.objectives = {search::Objective{"value", search::Direction::Minimize}};
           auto filler = tuners::make_tuner("random", {}, static_cast<uint64_t>(seed) + 1000);
           auto tuner = tuners::make_tuner(kind, params, static_cast<uint64_t>(seed));
-          std::vector<double> times;
+          std::vector<double> times, cpu_times;
           for (int64_t n = 0; n < a + kAskWindow; ++n) {
             bool timed = n >= a;
             auto t0 = std::chrono::steady_clock::now();
+            double c0 = process_cpu_ms();
             auto p = (timed ? tuner : filler)->ask(h, n);
-            if (timed)
+            if (timed) {
               times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+              cpu_times.push_back(process_cpu_ms() - c0);
+            }
             search::Trial t;
             t.number = t.id = n;
             t.config = std::move(p.config);
@@ -88,10 +100,13 @@ int main(int argc, char** argv) {
             h.trials.push_back(&store.back());
           }
           std::sort(times.begin(), times.end());
+          std::sort(cpu_times.begin(), cpu_times.end());
           ask_ms[std::to_string(a)] = (times[kAskWindow / 2 - 1] + times[kAskWindow / 2]) / 2;
+          ask_cpu_ms[std::to_string(a)] = (cpu_times[kAskWindow / 2 - 1] + cpu_times[kAskWindow / 2]) / 2;
         }
-        nlohmann::json line = {{"impl", "kestrel"}, {"tuner", kind},  {"params", params}, {"function", fname},
-                               {"seed", seed},      {"mode", "prefill"}, {"ask_ms", ask_ms}};
+        nlohmann::json line = {{"impl", "kestrel"}, {"tuner", kind},       {"params", params},
+                               {"function", fname}, {"seed", seed},        {"mode", "prefill"},
+                               {"ask_ms", ask_ms},  {"ask_cpu_ms", ask_cpu_ms}};
         std::cout << line.dump() << std::endl;
       }
       return 0;

@@ -347,7 +347,10 @@ def main():
     ap.add_argument("--no-ask", action="store_true")
     ap.add_argument("--no-optuna", action="store_true")
     ap.add_argument("--optuna-from", default=None,
-                    help="take the Optuna rows from an earlier raw.jsonl instead of running Optuna again")
+                    help="take the Optuna rows from earlier raw.jsonl files (comma-separated; a later file's row for "
+                         "the same sampler, function and seed replaces an earlier one) instead of running Optuna")
+    ap.add_argument("--kestrel-from", default=None,
+                    help="take the Kestrel rows from earlier raw.jsonl files (comma-separated) instead of running them")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--optuna-worker", action="store_true", help=argparse.SUPPRESS)
@@ -371,7 +374,7 @@ def main():
     started = time.time()
     results, asks = [], []
 
-    for name, kind, params in kestrel:
+    for name, kind, params in ([] if args.kestrel_from else kestrel):
         for fname in functions:
             if kind == "cmaes" and fname == "mixed":
                 continue  # Kestrel's CMA-ES refuses categorical parameters (by design; see tuners/cmaes.hpp)
@@ -384,14 +387,23 @@ def main():
             asks.append(kestrel_ask(args.bin, name, kind, params, "hartmann6", s, kind == "cmaes"))
             print("kestrel %-10s ask times %s" % (name, asks[-1]["ask_ms"]), flush=True)
 
+    def load_rows(paths, impl):
+        rows = {}
+        for path in paths.split(","):
+            with open(path) as f:
+                for line in f:
+                    d = json.loads(line)
+                    if d["impl"] == impl and d["function"] in functions:
+                        rows[(d["tuner"], d["function"], d["seed"], "regret" in d)] = d
+        for d in rows.values():
+            (asks if "ask_ms" in d and "regret" not in d else results).append(d)
+
+    if args.kestrel_from:
+        load_rows(args.kestrel_from, "kestrel")
     note = ""
     if args.optuna_from:
-        with open(args.optuna_from) as f:
-            for line in f:
-                d = json.loads(line)
-                if d["impl"] == "optuna":
-                    (asks if "ask_ms" in d and "regret" not in d else results).append(d)
-        note = "Optuna rows taken from %s (an earlier run of this script)." % args.optuna_from
+        load_rows(args.optuna_from, "optuna")
+        note = "Optuna rows taken from %s (earlier runs of this script)." % args.optuna_from
     elif not args.no_optuna:
         if not ensure_venv(os.path.join(args.out, "pip.log")):
             note = "Optuna side skipped: the venv could not be set up (see %s)." % os.path.join(args.out, "pip.log")

@@ -235,6 +235,13 @@ tuners::Proposal RandomController::ask(const tuners::History& h, int64_t number)
   return random_unseen(ctx, rng);
 }
 
+AutoController::AutoController(ControllerParams common, uint64_t seed)
+    : NasController(common, seed), bo_(BayesParams{}, common, seed), evolution_(EvolutionParams{}, common, seed) {}
+
+tuners::Proposal AutoController::ask(const tuners::History& h, int64_t number) {
+  return h.objectives.size() > 1 ? evolution_.ask(h, number) : bo_.ask(h, number);
+}
+
 std::unique_ptr<tuners::Tuner> make_nas_tuner(const std::string& kind, const nlohmann::json& params, uint64_t seed) {
   ControllerParams common;
   if (kind == "nas_random") {
@@ -243,6 +250,13 @@ std::unique_ptr<tuners::Tuner> make_nas_tuner(const std::string& kind, const nlo
     read_common(r, common);
     r.finish();
     return std::make_unique<RandomController>(common, seed);
+  }
+  if (kind == "nas_auto") {
+    const nlohmann::json rest = shared_keys(params, common);
+    tuners::ParamReader r("tuner 'nas_auto'", rest);
+    read_common(r, common);
+    r.finish();
+    return std::make_unique<AutoController>(common, seed);
   }
   if (kind == "nas_evolution") {
     auto p = EvolutionParams::from_json(params, common);
@@ -266,7 +280,7 @@ std::unique_ptr<tuners::Tuner> make_nas_tuner(const std::string& kind, const nlo
   throw ConfigError("unknown NAS controller '" + kind + "'; valid ones are: " + valid);
 }
 
-std::vector<std::string> nas_tuner_kinds() { return {"nas_random", "nas_evolution", "nas_reinforce", "nas_bo"}; }
+std::vector<std::string> nas_tuner_kinds() { return {"nas_auto", "nas_random", "nas_evolution", "nas_reinforce", "nas_bo"}; }
 
 bool is_nas_tuner(const std::string& kind) {
   const auto k = nas_tuner_kinds();

@@ -37,6 +37,32 @@ TEST(NasFactory, MakesEveryKindAndRefusesUnknownOnes) {
   EXPECT_NO_THROW(make_nas_tuner("nas_bo", {{"encoding", "path"}}, 1));
 }
 
+TEST(NasFactory, AutoIsTheBayesianControllerForOneObjectiveAndNsgaEvolutionForSeveral) {
+  const SyntheticCellScore score(nb201(), 7);
+  const search::SearchSpace ss(score.space().params());
+  std::vector<search::Trial> trials;
+  auto bo = make_nas_tuner("nas_bo", {}, 4);
+  run_synthetic(*bo, score, 25, 2, {}, &trials);
+  tuners::History h;
+  h.space = &ss;
+  h.objectives = {search::Objective{"quality", search::Direction::Maximize}};
+  for (const auto& t : trials) h.trials.push_back(&t);
+  auto aut = make_nas_tuner("nas_auto", {}, 4);
+  EXPECT_EQ(aut->ask(h, 25).attrs.at("arch"), make_nas_tuner("nas_bo", {}, 4)->ask(h, 25).attrs.at("arch"));
+  // Two objectives: the second is the number of non-none edges.
+  std::vector<search::Trial> two = trials;
+  for (auto& t : two) {
+    double edges = 0;
+    for (int op : score.space().from_config(t.config)) edges += op != 0;
+    t.values.push_back(edges);
+  }
+  tuners::History h2 = h;
+  h2.objectives.push_back(search::Objective{"edges", search::Direction::Minimize});
+  h2.trials.clear();
+  for (const auto& t : two) h2.trials.push_back(&t);
+  EXPECT_EQ(aut->ask(h2, 25).attrs.at("arch"), make_nas_tuner("nas_evolution", {}, 4)->ask(h2, 25).attrs.at("arch"));
+}
+
 TEST(NasFactory, AskRefusesASearchSpaceWithoutTheArchitectureParameters) {
   auto t = make_nas_tuner("nas_random", {}, 1);
   const search::SearchSpace ss({search::ParamSpec::uniform("lr", 1e-4, 1e-1, true)});

@@ -3,7 +3,9 @@
 #include "trainer/pseudo_label.hpp"
 
 #include <cmath>
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "common/error.hpp"
@@ -71,6 +73,33 @@ PseudoLabels label_confident(Model& model, const Dataset& unlabeled, double thre
   return out;
 }
 
+PseudoLabels cap_per_class(const PseudoLabels& labels, int64_t max_per_class) {
+  if (max_per_class <= 0) return labels;
+  std::map<int32_t, std::vector<int64_t>> by_class;  // positions in labels
+  for (int64_t i = 0; i < labels.data.n; ++i) by_class[labels.data.y[i]].push_back(i);
+  std::vector<char> keep(static_cast<size_t>(labels.data.n), 0);
+  for (auto& [cls, members] : by_class) {
+    std::stable_sort(members.begin(), members.end(),
+                     [&](int64_t a, int64_t b) { return labels.confidence[a] > labels.confidence[b]; });
+    const auto k = static_cast<size_t>(std::min<int64_t>(max_per_class, static_cast<int64_t>(members.size())));
+    for (size_t j = 0; j < k; ++j) keep[members[j]] = 1;
+  }
+  PseudoLabels out;
+  out.data = labels.data;
+  out.data.x.clear();
+  out.data.y.clear();
+  const int64_t ss = labels.data.sample_size();
+  for (int64_t i = 0; i < labels.data.n; ++i) {
+    if (!keep[i]) continue;
+    out.data.x.insert(out.data.x.end(), labels.data.x.begin() + i * ss, labels.data.x.begin() + (i + 1) * ss);
+    out.data.y.push_back(labels.data.y[i]);
+    out.index.push_back(labels.index[i]);
+    out.confidence.push_back(labels.confidence[i]);
+  }
+  out.data.n = static_cast<int64_t>(out.index.size());
+  return out;
+}
+
 nlohmann::json PseudoLabelReport::to_json() const {
   auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
   nlohmann::json j;
@@ -113,6 +142,7 @@ TrainResult train_with_pseudo_labels(const TrainSpec& spec, const TrainData& dat
   if (!(ps.threshold >= 0.0 && ps.threshold <= 1.0))
     throw ConfigError(spec.file + ": pseudo_label.threshold must be in [0, 1]");
   if (ps.rounds < 1) throw ConfigError(spec.file + ": pseudo_label.rounds must be >= 1");
+  if (ps.max_per_class < 0) throw ConfigError(spec.file + ": pseudo_label.max_per_class must be >= 0");
   if (!spec.restore.empty())
     throw ConfigError(spec.file + ": pseudo-labeling trains several runs and cannot resume from 'restore'");
   if (data.unlabeled.n == 0)
@@ -147,7 +177,8 @@ TrainResult train_with_pseudo_labels(const TrainSpec& spec, const TrainData& dat
         return callbacks.on_epoch(shifted);
       };
     cb.on_final_model = [&](Model& model) {
-      if (!last) labels = label_confident(model, data.unlabeled, ps.threshold, spec.batch_size);
+      if (!last)
+        labels = cap_per_class(label_confident(model, data.unlabeled, ps.threshold, spec.batch_size), ps.max_per_class);
       if (last && callbacks.on_final_model) callbacks.on_final_model(model);
     };
     TrainResult r = train(s, d, cb);
@@ -180,7 +211,7 @@ TrainResult train_with_pseudo_labels(const TrainSpec& spec, const TrainData& dat
     auto backend = make_backend(spec.device, spec.threads);
     Model teacher(spec.model, *backend, spec.seed);
     load_weights(teacher, report.teacher, true);
-    labels = label_confident(teacher, data.unlabeled, ps.threshold, spec.batch_size);
+    labels = cap_per_class(label_confident(teacher, data.unlabeled, ps.threshold, spec.batch_size), ps.max_per_class);
   }
 
   TrainResult last;

@@ -24,6 +24,9 @@ struct TrainCallbacks;
 //   threshold  a prediction joins the training set when its softmax probability is >= threshold.
 //   rounds     how many students are trained on labeled + pseudo-labeled data; each student
 //              labels the unlabeled set afresh for the next (the student becomes the teacher).
+//   max_per_class  > 0: of the accepted samples keep at most this many per predicted class, the
+//              most confident ones (keeps one easy class from flooding the training set, and
+//              bounds the students' cost). 0 = no cap.
 //   teacher    weights of the first teacher (a safetensors file, a checkpoint folder or a
 //              checkpoint_dir, for the same model); empty: the first teacher is trained on the
 //              labeled data alone with this very spec (one training run more).
@@ -33,6 +36,7 @@ struct PseudoLabelSpec {
   bool enabled = false;
   double threshold = 0.95;
   int rounds = 1;
+  int64_t max_per_class = 0;
   std::string teacher;
 };
 
@@ -52,6 +56,10 @@ struct PseudoLabels {
 // ensures: ties between equal largest outputs go to the lower class; unlabeled.y is not read.
 // throws ConfigError when the requirements fail.
 PseudoLabels label_confident(Model& model, const Dataset& unlabeled, double threshold, int batch = 256);
+
+// Keeps at most max_per_class samples of each label in labels, those of highest confidence (ties:
+// the earlier sample), in their original order. max_per_class <= 0 keeps everything.
+PseudoLabels cap_per_class(const PseudoLabels& labels, int64_t max_per_class);
 
 // One round: the teacher's labeling and the student trained on it.
 // pseudo_accuracy compares the accepted labels with the unlabeled set's true labels, which a

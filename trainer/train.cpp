@@ -295,12 +295,15 @@ TrainSpec parse_train_spec(const YAML::Node& root, const std::string& file) {
     }
   }
   if (const YAML::Node p = root["pseudo_label"]) {
-    check_keys(p, {"enabled", "threshold", "rounds", "teacher"}, file, "pseudo_label");
+    check_keys(p, {"enabled", "threshold", "rounds", "max_per_class", "teacher"}, file, "pseudo_label");
     PseudoLabelSpec& ps = s.pseudo_label;
     ps.enabled = true;  // the section's presence turns it on, as with early_stopping
     read(p, "enabled", ps.enabled, file, "pseudo_label");
     read(p, "threshold", ps.threshold, file, "pseudo_label");
     read(p, "rounds", ps.rounds, file, "pseudo_label");
+    read(p, "max_per_class", ps.max_per_class, file, "pseudo_label");
+    if (ps.max_per_class < 0)
+      throw ConfigError(at(file, p["max_per_class"]) + ": key 'pseudo_label.max_per_class' must be >= 0");
     read(p, "teacher", ps.teacher, file, "pseudo_label");
     ps.teacher = relative_to(file, ps.teacher);
     if (!(ps.threshold >= 0.0 && ps.threshold <= 1.0))

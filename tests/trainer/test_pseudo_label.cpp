@@ -123,6 +123,26 @@ TEST(PseudoLabel, AcceptsExactlyThePredictionsAtOrAboveTheThreshold) {
   EXPECT_THROW(label_confident(*im.m, blobs(2, 3, 1), 0.5), ConfigError);  // 64 values, not 3
 }
 
+TEST(PseudoLabel, CapPerClassKeepsTheMostConfidentOfEachClassInOrder) {
+  IdentityModel im;
+  const Dataset d = logits({{3.0f, 0.0f, 0.0f},    // class 0, p 0.909
+                            {0.0f, 2.0f, 0.0f},    // class 1, p 0.787
+                            {4.0f, 0.0f, 0.0f},    // class 0, p 0.965
+                            {0.0f, 0.0f, 1.0f},    // class 2, p 0.576
+                            {0.0f, 3.0f, 0.0f},    // class 1, p 0.909
+                            {2.0f, 0.0f, 0.0f}});  // class 0, p 0.787
+  const PseudoLabels all = label_confident(*im.m, d, 0.0);
+  const PseudoLabels one = cap_per_class(all, 1);
+  EXPECT_EQ(one.index, (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_EQ(one.data.y, (std::vector<int32_t>{0, 2, 1}));
+  EXPECT_EQ(one.data.n, 3);
+  EXPECT_EQ(one.data.x.size(), 9u);
+  EXPECT_EQ(one.data.x[0], 4.0f);
+  const PseudoLabels two = cap_per_class(all, 2);
+  EXPECT_EQ(two.index, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(cap_per_class(all, 0).index, all.index);
+}
+
 TrainSpec spec() {
   TrainSpec s;
   s.model = mlp(3);

@@ -436,5 +436,52 @@ pseudo_label: {threshold: 0.9, rounds: 2}
     EXPECT_THROW(parse_train_spec(YAML::Load(model + bad), "t.yaml"), ConfigError) << bad;
 }
 
+TEST(TransferSpecFile, ExampleFilesRunAtATinyBudget) {
+  if (!fs::exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const std::string cfg = std::string(KESTREL_SOURCE_DIR) + "/configs/";
+  const fs::path dir = scratch("examples");
+  TrainSpec pre = load_train_spec(cfg + "transfer_pretrain.yaml");
+  EXPECT_EQ(pre.data.classes, (std::vector<int>{0, 1, 2, 3, 4}));
+  pre.epochs = 1;
+  pre.threads = 1;
+  pre.data.subset = 500;
+  pre.data.test_subset = 500;
+  pre.save_weights = (dir / "pre.safetensors").string();
+  const TrainResult p = train(pre);
+  EXPECT_TRUE(std::isfinite(p.test_accuracy));
+
+  TrainSpec ft = load_train_spec(cfg + "transfer_finetune.yaml");
+  EXPECT_EQ(ft.data.classes, (std::vector<int>{5, 6, 7, 8, 9}));
+  EXPECT_TRUE(ft.transfer.replace_head);
+  EXPECT_EQ(fs::path(ft.init_from).filename(), "transfer-pretrain.safetensors");
+  ft.init_from = pre.save_weights;
+  ft.epochs = 1;
+  ft.threads = 1;
+  ft.data.subset = 1000;
+  ft.data.labels_per_class = 20;
+  ft.data.test_subset = 500;
+  const TrainResult f = train(ft);
+  EXPECT_EQ(f.transfer.matched.size(), 4u);
+  EXPECT_EQ(skip_names(f.transfer), (std::vector<std::string>{"head.weight: replaced head", "head.bias: replaced head"}));
+
+  TrainSpec ps = load_train_spec(cfg + "transfer_pseudo.yaml");
+  EXPECT_TRUE(ps.pseudo_label.enabled);
+  ps.epochs = 1;
+  ps.threads = 1;
+  ps.data.subset = 600;
+  ps.data.labels_per_class = 20;
+  ps.data.test_subset = 200;
+  ps.pseudo_label.rounds = 1;
+  const TrainData d = load_train_data(ps);
+  EXPECT_EQ(d.train.n, 100);  // 20 of each of the five classes
+  EXPECT_EQ(d.unlabeled.n, 500);
+  EXPECT_EQ(d.train.num_classes, 5);
+  const TrainResult r = train(ps, d);
+  ASSERT_EQ(r.pseudo_label.rounds.size(), 1u);
+  EXPECT_EQ(r.history.size(), 2u);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace kestrel::trainer

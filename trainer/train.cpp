@@ -474,8 +474,7 @@ TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallb
   for (int epoch = st.epoch; epoch < spec.epochs && !stop; ++epoch) {
     const auto t0 = Clock::now();
     if (loader.epoch() != epoch || loader.state().position == 0) loader.start_epoch(epoch);
-    if (auto released = freeze_plan.apply(model, epoch); !released.empty())
-      transfer.unfrozen.push_back({epoch + 1, std::move(released)});
+    freeze_plan.apply(model, epoch);
     double loss_sum = 0.0;
     int64_t correct = 0, seen = 0, b = 0;
     float lr = spec.lr;
@@ -583,6 +582,7 @@ TrainResult train(const TrainSpec& spec, const TrainData& data, const TrainCallb
     result.robustness->set = spec.robustness.set;
   }
   if (!spec.save_weights.empty()) save_weights(model, spec.save_weights);
+  transfer.unfrozen = freeze_plan.events(st.epoch);
   result.transfer = std::move(transfer);
   if (callbacks.on_final_model) callbacks.on_final_model(model);
   return result;

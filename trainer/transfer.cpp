@@ -249,4 +249,18 @@ std::vector<std::string> FreezePlan::apply(Model& model, int epoch) const {
   return released;
 }
 
+std::vector<UnfreezeEvent> FreezePlan::events(int epochs) const {
+  std::vector<UnfreezeEvent> out;
+  for (int e = 1; e < epochs; ++e) {
+    const auto before = frozen_at(e - 1), now = frozen_at(e);
+    if (before.size() == now.size()) continue;  // frozen sets only shrink
+    const std::set<std::string> still(now.begin(), now.end());
+    UnfreezeEvent ev{e + 1, {}};
+    for (const auto& p : before)
+      if (!still.count(p)) ev.params.push_back(p);
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
 }  // namespace kestrel::trainer

@@ -118,6 +118,9 @@ class FreezePlan {
   // Sets the model's frozen flags for epoch (0-based). returns the parameters that this call made
   // trainable (empty when nothing changed).
   std::vector<std::string> apply(Model& model, int epoch) const;
+  // The releases among the first `epochs` epochs (those a run trained), in order: what
+  // TransferReport::unfrozen lists, also for a run resumed after the release.
+  std::vector<UnfreezeEvent> events(int epochs) const;
   bool empty() const { return groups_.empty(); }
 
  private:

@@ -240,6 +240,10 @@ TEST(TransferFreezing, GradualUnfreezingRule) {
   EXPECT_EQ(plan.frozen_at(4), (std::vector<std::string>{"conv.weight", "conv.bias"}));
   EXPECT_TRUE(plan.frozen_at(6).empty());
   EXPECT_TRUE(plan.frozen_at(100).empty());
+  EXPECT_EQ(plan.events(4), (std::vector<UnfreezeEvent>{{3, {"fc2.weight", "fc2.bias"}}}));
+  EXPECT_EQ(plan.events(10), (std::vector<UnfreezeEvent>{{3, {"fc2.weight", "fc2.bias"}},
+                                                         {5, {"fc1.weight", "fc1.bias"}},
+                                                         {7, {"conv.weight", "conv.bias"}}}));
   // All at once without unfreeze_every; patterns and freeze_first combine.
   t.unfreeze_every = 0;
   t.freeze_first = 1;
@@ -291,7 +295,8 @@ TEST(TransferFreezing, UnfreezeAfterKTrainsTheFrozenLayersFromEpochKPlusOne) {
   TrainSpec again = s;
   again.checkpoint_dir = (dir / "ckpt2").string();
   again.restore = (dir / "ckpt" / "epoch-0002").string();
-  train(again, data_for(3));
+  const TrainResult resumed = train(again, data_for(3));
+  EXPECT_EQ(resumed.transfer.unfrozen, r.transfer.unfrozen);
   Model a(s.model, *be, 0), b(s.model, *be, 0);
   load_weights(a, (dir / "ckpt" / "epoch-0004" / "model.safetensors").string());
   load_weights(b, (dir / "ckpt2" / "epoch-0004" / "model.safetensors").string());

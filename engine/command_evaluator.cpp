@@ -146,14 +146,15 @@ std::string CommandEvaluator::param_env_name(const std::string& param) {
 }
 
 void CommandEvaluator::validate(const SearchSpace& space) const {
-  static const std::set<std::string> builtin = {"trial", "trial_dir", "budget"};
+  static const std::set<std::string> builtin = {"trial", "trial_dir", "budget", "checkpoint_dir", "restore_from"};
   for (size_t i = 0; i < spec_.argv.size(); ++i) {
     for_each_placeholder(spec_.argv[i], [&](const std::string& name, size_t, size_t) {
       if (builtin.count(name) || space.index_of(name)) return;
       std::string known;
       for (const auto& p : space.params()) known += " {" + p.name + "}";
       throw ConfigError("command: argv[" + std::to_string(i) + "] '" + spec_.argv[i] + "' uses unknown placeholder {" +
-                        name + "}; known:" + known + " {trial} {trial_dir} {budget}");
+                        name + "}; known:" + known +
+                        " {trial} {trial_dir} {budget} {checkpoint_dir} {restore_from}");
     });
   }
   if (spec_.shell) {
@@ -166,10 +167,14 @@ void CommandEvaluator::validate(const SearchSpace& space) const {
 
 std::vector<std::string> CommandEvaluator::expand_argv(const Config& config, int64_t trial_number,
                                                        const std::string& trial_dir,
-                                                       const std::optional<double>& budget) const {
+                                                       const std::optional<double>& budget,
+                                                       const std::string& checkpoint_dir,
+                                                       const std::string& restore_from) const {
   auto value_of = [&](const std::string& name) -> std::optional<std::string> {
     if (name == "trial") return std::to_string(trial_number);
     if (name == "trial_dir") return trial_dir;
+    if (name == "checkpoint_dir") return checkpoint_dir;
+    if (name == "restore_from") return restore_from;
     if (name == "budget") return budget ? search::to_string(search::Value{*budget}) : std::string();
     if (auto it = config.find(name); it != config.end()) return search::to_string(it->second);
     if (space_.index_of(name)) return std::string();  // inactive conditional parameter
@@ -203,9 +208,11 @@ void CommandEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
 
   // Inputs: params.json and the environment.
   SpawnOptions so;
-  so.argv = expand_argv(trial.config(), trial.number(), dir, budget);
+  so.argv = expand_argv(trial.config(), trial.number(), dir, budget, ctx.checkpoint_dir,
+                        ctx.restore_from.value_or(""));
   so.cwd = spec_.cwd;
   so.env = spec_.env;
+  for (const auto& [k, v] : ctx.env) so.env[k] = v;
   for (const auto& [k, v] : trial.config()) so.env[param_env_name(k)] = search::to_string(v);
   so.env["KESTREL_TRIAL_NUMBER"] = std::to_string(trial.number());
   so.env["KESTREL_TRIAL_DIR"] = dir;
@@ -216,7 +223,12 @@ void CommandEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
     std::error_code ec;
     fs::create_directories(dir, ec);
     std::ofstream pj(fs::path(dir) / "params.json");
-    pj << search::config_to_json(trial.config()).dump(2) << "\n";
+    nlohmann::json params = search::config_to_json(trial.config());
+    if (!ctx.checkpoint_dir.empty())
+      params["_kestrel"] = {{"checkpoint_dir", ctx.checkpoint_dir},
+                            {"restore_from", ctx.restore_from ? nlohmann::json(*ctx.restore_from) : nlohmann::json()},
+                            {"budget", budget ? nlohmann::json(*budget) : nlohmann::json()}};
+    pj << params.dump(2) << "\n";
     if (!pj) {
       trial.tell_failed("cannot write " + (fs::path(dir) / "params.json").string());
       return;

@@ -22,8 +22,9 @@ std::string to_string(MetricFormat f);
 
 struct CommandSpec {
   // The command and its arguments. Placeholders: {<param name>} (the value as text; empty when the parameter is
-  // inactive), {trial} (trial number), {trial_dir}, {budget} (empty when the tuner gave none). Other text in
-  // braces is left as it is.
+  // inactive), {trial} (trial number), {trial_dir}, {budget} (empty when the tuner gave none), {checkpoint_dir}
+  // (where the trial writes its checkpoint) and {restore_from} (the checkpoint to start from; empty when the trial
+  // starts from scratch), both empty when the runner owns no checkpoints. Other text in braces is left as it is.
   std::vector<std::string> argv;
   // Run through "/bin/sh -c" (the argv elements joined by spaces). Placeholder values are then single-quoted so
   // that a parameter value can never inject shell syntax.
@@ -41,7 +42,9 @@ struct CommandSpec {
   size_t stderr_tail = 2000;  // bytes of stderr quoted in a failure reason (all of it goes to stderr.log)
 };
 
-// What this represents: the evaluator for commands. For each trial it writes <trial_dir>/params.json, starts the
+// What this represents: the evaluator for commands. For each trial it writes <trial_dir>/params.json (the
+// parameters; with the checkpoint lifecycle on, also "_kestrel": {"checkpoint_dir", "restore_from" (null when
+// starting from scratch), "budget"}), exports the context's env (KESTREL_CHECKPOINT_DIR, KESTREL_RESTORE_FROM), starts the
 // command (own process group, stdin /dev/null, stdout to <trial_dir>/stdout.log, stderr to stderr.log), parses
 // stdout line by line as it arrives, reports each metric line (stored) and then asks should_prune(). Pruned,
 // timed out or stopped commands get SIGTERM and, after grace_s, SIGKILL, to the whole process group.
@@ -67,7 +70,8 @@ class CommandEvaluator : public Evaluator {
 
   // The argv that would be run for this configuration (placeholders substituted; shell wrapping applied).
   std::vector<std::string> expand_argv(const Config& config, int64_t trial_number, const std::string& trial_dir,
-                                       const std::optional<double>& budget) const;
+                                       const std::optional<double>& budget, const std::string& checkpoint_dir = "",
+                                       const std::string& restore_from = "") const;
   // Environment variable name for a parameter: KESTREL_PARAM_ + upper case, other characters as '_'.
   static std::string param_env_name(const std::string& param);
 

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 
 #include "engine/study.hpp"
@@ -17,6 +19,14 @@ struct EvalContext {
   // (commands get SIGTERM, then SIGKILL after the grace period).
   const std::atomic<bool>* stop = nullptr;
   bool stopping() const { return stop && stop->load(); }
+  // The checkpoint lifecycle (engine/checkpoints.hpp), set by the runner when it owns checkpoints; empty otherwise.
+  // checkpoint_dir: an empty folder the trial writes its checkpoint into (sealed by the runner after the trial).
+  // restore_from: the verified checkpoint folder of the trial this one continues (an ASHA/Hyperband promotion, the
+  // member's previous PBT segment) or copies (a PBT exploit, attr pbt.donor); nullopt = start from scratch.
+  // env: the same as KESTREL_CHECKPOINT_DIR / KESTREL_RESTORE_FROM, for evaluators that start processes.
+  std::string checkpoint_dir;
+  std::optional<std::string> restore_from;
+  std::map<std::string, std::string> env;
 };
 
 // What this represents: one way of evaluating trials. evaluate() runs the trial to its end and tells the handle

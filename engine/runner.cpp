@@ -5,6 +5,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <exception>
 #include <filesystem>
 #include <limits>
@@ -13,6 +17,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "tuners/tuner.hpp"
 
 namespace kestrel::engine {
 namespace fs = std::filesystem;
@@ -27,12 +32,21 @@ class StudyTally {
   explicit StudyTally(Study& s) : study_(s) {}
 
   void sync() {
-    for (const auto& t : study_.store().trials_changed_since(study_.id(), cursor_)) {
+    for (auto& t : study_.store().trials_changed_since(study_.id(), cursor_)) {
       auto it = state_.find(t.number);
       if (it != state_.end()) forget(it->first, it->second);
       state_[t.number] = t.state;
       count(t);
+      if (keep_records_) records_[t.number] = std::move(t);
     }
+  }
+  // Keeps every trial's latest record too (the checkpoint lifecycle reads parents and runs retention on them).
+  // Call before the first sync().
+  void keep_records() { keep_records_ = true; }
+  const std::map<int64_t, Trial>& records() const { return records_; }
+  const Trial* record(int64_t number) const {
+    auto it = records_.find(number);
+    return it == records_.end() ? nullptr : &it->second;
   }
   int64_t done() const { return done_; }  // COMPLETE + PRUNED
   int64_t max_number() const { return state_.empty() ? -1 : state_.rbegin()->first; }
@@ -71,7 +85,30 @@ class StudyTally {
   int64_t done_ = 0, waiting_ = 0;
   std::set<int64_t> running_;
   std::optional<double> best_;
+  bool keep_records_ = false;
+  std::map<int64_t, Trial> records_;
 };
+
+std::optional<int64_t> restore_parent(const Trial& t) {
+  auto it = t.attrs.find(tuners::kAttrRestoreFrom);
+  if (it == t.attrs.end()) return std::nullopt;
+  try {
+    size_t used = 0;
+    int64_t n = std::stoll(it->second, &used);
+    if (used == it->second.size()) return n;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;  // prepare() reports the bad value
+}
+
+bool non_empty_dir(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_directory(p, ec) && fs::directory_iterator(p, ec) != fs::directory_iterator();
+}
+
+// How long a restoring trial waits for another process to seal its parent's checkpoint (the parent is told
+// finished a moment before its folder is sealed) before failing it as never sealed.
+constexpr int kForeignSealWaitMs = 5000;
 
 class Runner {
  public:
@@ -80,6 +117,21 @@ class Runner {
     // Reclaiming stale trials is a write; a quarter of the stale age (at most 1 s) between calls is plenty.
     reclaim_every_ = std::min(1.0, study_.options().stale_after / 4.0);
     track_study_ = o_.n_trials > 0 || o_.target.has_value();
+    if (o_.checkpoints && !o_.runs_dir.empty()) {
+      ck_.emplace((fs::path(o_.runs_dir) / study_.options().name).string(), o_.checkpoint_policy);
+      tally_.keep_records();
+      if (o_.checkpoint_policy.keep_best > 0) {
+        // A second instance of the study's tuner, only to ask which checkpoints its future proposals may restore:
+        // its state is a function of the history alone (tuners/tuner.hpp), so it answers as the study's would.
+        try {
+          refs_tuner_ = tuners::make_tuner(study_.options().tuner, study_.options().tuner_params,
+                                           study_.options().seed);
+          refs_ = dynamic_cast<const tuners::CheckpointUser*>(refs_tuner_.get());
+        } catch (const std::exception&) {
+          refs_ = nullptr;  // a tuner made elsewhere (NAS controllers) restores nothing
+        }
+      }
+    }
   }
 
   RunSummary run() {
@@ -184,9 +236,84 @@ class Runner {
           }
         }
         ++in_flight_;
+        unsealed_.insert(h.number());
       }
       run_one(h);
     }
+  }
+
+  // Fills the context's checkpoint fields. Throws EvalError (the trial fails with it) when the parent's checkpoint
+  // is missing, corrupt, deleted or was never sealed.
+  void launch(TrialHandle& h, EvalContext& ctx) {
+    std::vector<Trial> parent;
+    if (auto p = restore_parent(h.record())) {
+      std::unique_lock lk(mu_);
+      for (int waited = 0;;) {
+        tally_.sync();
+        const Trial* t = tally_.record(*p);
+        if (!t || !search::is_finished(t->state) || t->attrs.count(kAttrCheckpoint) ||
+            t->attrs.count(kAttrCheckpointDeleted)) {
+          if (t) parent.push_back(*t);
+          break;
+        }
+        // Told but not sealed yet: ours seal right after the evaluator returns; another process's get a while.
+        if (!unsealed_.count(*p)) {
+          if (waited >= kForeignSealWaitMs || !non_empty_dir(ck_->dir_of(*p))) {
+            parent.push_back(*t);
+            break;
+          }
+          waited += 100;
+        }
+        cv_.wait_for(lk, std::chrono::milliseconds(100));
+      }
+    }
+    CheckpointLaunch l = ck_->prepare(h.record(), parent);
+    ctx.checkpoint_dir = std::move(l.checkpoint_dir);
+    ctx.restore_from = std::move(l.restore_from);
+    ctx.env = std::move(l.env);
+  }
+
+  // Records the trial's checkpoint manifest, or removes its folder when the evaluator wrote nothing there (so a
+  // later restore from it reruns from scratch instead of failing, and empty folders do not pile up).
+  void seal(TrialHandle& h) {
+    try {
+      const std::string dir = ck_->dir_of(h.number());
+      if (non_empty_dir(dir)) {
+        h.set_attr(kAttrCheckpoint, ck_->seal(h.number()));
+      } else {
+        std::error_code ec;
+        fs::remove(dir, ec);
+      }
+    } catch (const std::exception&) {
+      // Left unsealed: a trial restoring from it fails with "never sealed" rather than trusting unknown files.
+    }
+    std::lock_guard lk(mu_);
+    unsealed_.erase(h.number());
+    cv_.notify_all();
+  }
+
+  // Keep-best-k retention between trials, under the lock that asking takes: every trial asked before it is in the
+  // store with its restore_from (pinned); every later one is among the tuner's may_restore (pinned as future).
+  void retain() {
+    std::lock_guard lk(mu_);
+    tally_.sync();
+    std::vector<Trial> trials;
+    trials.reserve(tally_.records().size());
+    for (const auto& [n, t] : tally_.records()) trials.push_back(t);
+    std::set<int64_t> future(unsealed_.begin(), unsealed_.end());
+    if (refs_) {
+      tuners::History hist;
+      hist.space = &study_.options().space;
+      hist.objectives = study_.options().objectives;
+      for (const auto& t : trials) hist.trials.push_back(&t);
+      auto more = refs_->may_restore(hist);
+      future.insert(more.begin(), more.end());
+    }
+    auto deleted = ck_->apply_retention(trials, study_.options().objectives.at(0), future);
+    const std::string reason =
+        "retention: not among the best " + std::to_string(o_.checkpoint_policy.keep_best) + " and not pinned";
+    for (int64_t n : deleted)
+      if (const Trial* t = tally_.record(n)) study_.store().set_trial_attr(t->id, kAttrCheckpointDeleted, reason);
   }
 
   // Tells FAILED, tolerating a trial that another worker already failed as lost.
@@ -210,6 +337,7 @@ class Runner {
       } else {
         ctx.trial_dir = dir.string();
         try {
+          if (ck_) launch(h, ctx);
           evaluator_.evaluate(h, ctx);
         } catch (const TrialPruned& e) {
           if (!h.told()) h.tell_pruned(e.what());
@@ -222,14 +350,25 @@ class Runner {
         }
         finish_quietly(h, "evaluator '" + evaluator_.name() + "' returned without a result");
       }
+      if (ck_) seal(h);
       record = h.record();
       if (!is_finished(record.state)) record = study_.store().trial(h.id());
     } catch (...) {
       std::lock_guard lk(mu_);
       if (!error_) error_ = std::current_exception();
       --in_flight_;
+      unsealed_.erase(h.number());
       set_stop("error");
       return;
+    }
+    if (ck_ && o_.checkpoint_policy.keep_best > 0) {
+      try {
+        retain();
+      } catch (...) {
+        std::lock_guard lk(mu_);
+        if (!error_) error_ = std::current_exception();
+        set_stop("error");
+      }
     }
 
     {
@@ -273,6 +412,11 @@ class Runner {
   std::exception_ptr error_;
 
   std::mutex callback_mu_;  // serializes on_trial_end
+
+  std::optional<Checkpoints> ck_;                 // the lifecycle; nullopt when off
+  std::unique_ptr<tuners::Tuner> refs_tuner_;     // owns refs_
+  const tuners::CheckpointUser* refs_ = nullptr;  // the tuner's future restore references, if it has any
+  std::set<int64_t> unsealed_;                    // our trials from ask until sealed (guarded by mu_)
 };
 
 }  // namespace

@@ -234,7 +234,7 @@ class Parser {
 const std::vector<std::string> kTopKeys = {"study",   "description", "storage",  "seed",         "space",
                                            "objective", "objectives", "tuner",  "pruner",       "evaluator",
                                            "budget",  "n_jobs",      "retry_failed", "heartbeat", "runs_dir", "nas",
-                                           "constraints", "warm_start"};
+                                           "constraints", "warm_start", "checkpoints"};
 const std::vector<std::string> kParamKeys = {"type", "low", "high", "log", "step", "choices", "value", "condition"};
 const std::vector<std::string> kParamTypes = {"float", "int", "categorical", "fixed"};
 const std::vector<std::string> kBudgetKeys = {"n_trials", "timeout", "target", "max_failed"};
@@ -539,7 +539,7 @@ void parse_evaluator(Parser& P, const YAML::Node& n, SweepSpec& s, bool root_has
       static const std::regex kPh(R"(\{([A-Za-z_][A-Za-z0-9_.\-]*)\})");
       std::vector<std::string> known;
       for (const auto& p : s.space.params()) known.push_back(p.name);
-      for (const char* k : {"trial", "trial_dir", "budget"}) known.push_back(k);
+      for (const char* k : {"trial", "trial_dir", "budget", "checkpoint_dir", "restore_from"}) known.push_back(k);
       if (!s.nas_space.is_null()) known.push_back("arch");
       for (const auto& a : c.argv)
         for (auto it = std::sregex_iterator(a.begin(), a.end(), kPh); it != std::sregex_iterator(); ++it) {
@@ -783,6 +783,16 @@ SweepSpec parse_sweep(const std::string& text, const std::string& file, const st
   if (root["heartbeat"]) parse_heartbeat(P, root["heartbeat"], s);
   if (root["runs_dir"])
     if (auto v = P.str(root["runs_dir"], "runs_dir")) s.runs_dir = *v;
+  // The checkpoint lifecycle's retention policy (engine/checkpoints.hpp).
+  if (const YAML::Node& ck = root["checkpoints"]) {
+    if (P.want_map(ck, "checkpoints")) {
+      P.check_keys(ck, "checkpoints", {"keep_best"});
+      if (ck["keep_best"])
+        if (auto v = P.at_least<int64_t>(P.integer(ck["keep_best"], "checkpoints.keep_best"), 0, ck["keep_best"],
+                                         "checkpoints.keep_best"))
+          s.checkpoints.keep_best = *v;
+    }
+  }
   if (const YAML::Node& cs = root["constraints"]) {
     // One condition, or a list; each "metric >= bound" or {metric, op, bound}.
     std::vector<YAML::Node> items;
@@ -874,6 +884,7 @@ RunOptions SweepSpec::run_options() const {
   r.max_failed = budget.max_failed;
   r.n_jobs = n_jobs;
   r.runs_dir = runs_dir;
+  r.checkpoint_policy = checkpoints;
   return r;
 }
 

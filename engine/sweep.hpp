@@ -72,6 +72,7 @@ struct SweepSpec {
   double heartbeat_s = 5.0;
   double stale_after_s = 0.0;             // 0: 4 x heartbeat
   std::string runs_dir = "kestrel_runs";  // per-trial folders (relative to the working directory)
+  CheckpointPolicy checkpoints;           // `checkpoints: {keep_best: k}`: retention of the trials' checkpoints
   // The `nas:` section (docs/nas.md): its architecture parameters are already part of `space`; nas_* tuners get
   // `space` in their params. Null when the file has no such section.
   nlohmann::json nas_space;

@@ -245,13 +245,60 @@ std::shared_ptr<const trainer::TrainData> TrainerEvaluator::data_for(const train
   return loaded;
 }
 
+// --- The checkpoint lifecycle (engine/checkpoints.hpp): the runner's folders reach the trainer. ---
+namespace {
+
+// Completed epochs of the checkpoint in `dir` (a checkpoint_dir with `latest`, or one checkpoint folder).
+int checkpoint_epoch(const std::string& dir) {
+  fs::path p(dir);
+  if (fs::exists(p / "latest")) {
+    std::ifstream in(p / "latest");
+    std::string name;
+    std::getline(in, name);
+    p /= name;
+  }
+  std::ifstream in(p / "trainer.json");
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.contains("epoch"))
+    throw DataError("cannot continue from checkpoint " + dir + ": no readable trainer.json");
+  return j["epoch"].get<int>();
+}
+
+// Points the trial's training at the runner's checkpoint folder and, when it continues another trial, at that
+// trial's checkpoint: a promotion (or a PBT member's own next segment) restores everything and trains on to the
+// trial's budget; a PBT exploit (attr pbt.donor) starts from the donor's weights with its own new hyperparameters
+// and fresh optimizer state, training only the epochs from the donor's to the budget. Returns the epoch number of
+// the restored state for reports (epochs count on from the parent's). Trials without a budget are never
+// restored, so they write checkpoints only when the training file asks for them.
+int apply_checkpoint_launch(trainer::TrainSpec& spec, const TrialHandle& trial, const EvalContext& ctx) {
+  if (ctx.checkpoint_dir.empty()) return 0;
+  if (!trial.budget() && !ctx.restore_from && spec.checkpoint_dir.empty()) return 0;
+  const bool periodic = !spec.checkpoint_dir.empty();  // the file asked for checkpoints every N epochs
+  spec.checkpoint_dir = ctx.checkpoint_dir;
+  if (!periodic) spec.checkpoint_every = std::max(1, spec.epochs);  // only the end state is ever restored
+  if (!ctx.restore_from) return 0;
+  if (trial.record().attrs.count("pbt.donor")) {  // tuners/pbt.hpp kAttrPbtDonor
+    const int done = checkpoint_epoch(*ctx.restore_from);
+    spec.init_from = *ctx.restore_from;
+    spec.epochs = std::max(1, spec.epochs - done);
+    if (!periodic) spec.checkpoint_every = spec.epochs;
+    return done;
+  }
+  spec.restore = *ctx.restore_from;
+  return 0;
+}
+
+}  // namespace
+
 void TrainerEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
   trainer::TrainSpec spec;
   std::shared_ptr<const trainer::TrainData> data;
   nlohmann::json init_from;
+  int epoch_offset = 0;  // epochs of the PBT donor this trial's weights come from
   try {
     spec = build_spec(trial.config(), trial.budget(), ctx.trial_dir, &init_from);
     data = data_for(spec);
+    epoch_offset = apply_checkpoint_launch(spec, trial, ctx);
   } catch (const Error& e) {
     trial.tell_failed(e.what());
     return;
@@ -267,7 +314,7 @@ void TrainerEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
     for (auto [k, v] : {std::pair{"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy},
                         {"train_loss", m.train_loss}, {"train_accuracy", m.train_accuracy}})
       if (std::isfinite(v)) metrics[k] = v;
-    if (!metrics.empty()) trial.report(m.epoch, metrics);
+    if (!metrics.empty()) trial.report(m.epoch + epoch_offset, metrics);
     if (trial.should_prune()) {
       pruned = true;
       return false;

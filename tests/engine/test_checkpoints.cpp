@@ -147,21 +147,18 @@ TEST(Checkpoints, RetentionKeepsTheBestKAndNeverDeletesPinnedCheckpoints) {
 
 // An evaluator that trains a counter "model" with checkpoints: it restores the step count from KESTREL_RESTORE_FROM
 // when given one and trains only the remaining steps up to the budget. It counts the steps it really ran.
+// A checkpointing evaluator under the runner-owned lifecycle: continues from the "step" file of the checkpoint the
+// runner hands it (EvalContext::restore_from), counts the steps it really trains, writes its own step file.
 struct CountingEvaluator : Evaluator {
-  Checkpoints& ck;
-  Study& study;
   std::atomic<int64_t> steps{0};
-  CountingEvaluator(Checkpoints& c, Study& s) : ck(c), study(s) {}
-  void evaluate(TrialHandle& h, const EvalContext&) override {
-    auto launch = ck.prepare(h.record(), study.trials());
+  void evaluate(TrialHandle& h, const EvalContext& c) override {
     int64_t start = 0;
-    if (launch.restore_from) std::ifstream(fs::path(*launch.restore_from) / "step") >> start;
+    if (c.restore_from) std::ifstream(fs::path(*c.restore_from) / "step") >> start;
     const auto budget = static_cast<int64_t>(*h.budget());
     const double x = h.get_double("x");
     for (int64_t s = start; s < budget; ++s) ++steps;
-    write(fs::path(launch.checkpoint_dir) / "step", std::to_string(budget));
+    write(fs::path(c.checkpoint_dir) / "step", std::to_string(budget));
     h.tell((x - 0.4) * (x - 0.4) + 1.0 / static_cast<double>(budget));
-    h.set_attr(kAttrCheckpoint, ck.seal(h.number()));
   }
   std::string name() const override { return "counting"; }
 };
@@ -175,8 +172,7 @@ TEST(Checkpoints, HyperbandPromotionsContinueFromTheirParentsCheckpointThroughTh
   o.tuner_params = {{"min_resource", 1}, {"max_resource", 9}, {"eta", 3}, {"iterations", 1}};
   o.heartbeat_interval = 0;
   Study study(open_store_in(d), o);
-  Checkpoints ck((d.path / "runs" / "hb").string());
-  CountingEvaluator ev(ck, study);
+  CountingEvaluator ev;
   RunOptions ro;
   ro.runs_dir = (d.path / "runs").string();
   auto summary = optimize(study, ev, ro);
@@ -212,39 +208,21 @@ TEST(Checkpoints, RetentionWithTheTunersPinsBoundsDiskAndNeverBreaksAPromotion) 
                                    : nlohmann::json{{"min_resource", 1}, {"max_resource", 9}, {"eta", 3}};
     o.heartbeat_interval = 0;
     Study study(open_store_in(d), o);
-    Checkpoints ck((d.path / "runs" / "ret").string(), CheckpointPolicy{2});
-    // The pins of future proposals come from a second instance of the tuner: its state is a function of the history.
-    auto twin = tuners::make_tuner(o.tuner, o.tuner_params, o.seed);
-    auto& user = dynamic_cast<tuners::CheckpointUser&>(*twin);
-    CountingEvaluator inner(ck, study);
-    struct Retaining : Evaluator {
-      CountingEvaluator& inner;
-      tuners::CheckpointUser& user;
-      Study& study;
-      size_t deleted = 0;
-      Retaining(CountingEvaluator& i, tuners::CheckpointUser& u, Study& s) : inner(i), user(u), study(s) {}
-      void evaluate(TrialHandle& h, const EvalContext& c) override {
-        inner.evaluate(h, c);
-        auto trials = study.trials();
-        tuners::History hist;
-        hist.space = &study.options().space;
-        hist.objectives = study.options().objectives;
-        for (const auto& t : trials) hist.trials.push_back(&t);
-        deleted += inner.ck.apply_retention(study, user.may_restore(hist)).size();
-      }
-      std::string name() const override { return "retaining"; }
-    } ev(inner, user, study);
+    // The runner pins what running trials restore from and what the tuner's future proposals may restore.
+    CountingEvaluator ev;
     RunOptions ro;
     ro.runs_dir = (d.path / "runs").string();
     ro.n_trials = 30;
+    ro.checkpoint_policy.keep_best = 2;
     optimize(study, ev, ro);
-    int restored = 0;
+    int restored = 0, deleted = 0;
     for (const auto& t : study.trials()) {
       EXPECT_EQ(t.state, TrialState::Complete) << kind << " trial " << t.number << ": " << t.fail_reason;
       if (t.attrs.count(tuners::kAttrRestoreFrom)) ++restored;
+      if (t.attrs.count(kAttrCheckpointDeleted)) ++deleted;
     }
     EXPECT_GT(restored, 0) << kind;
-    EXPECT_GT(ev.deleted, 0u) << kind << ": retention never deleted anything, so the test proved nothing";
+    EXPECT_GT(deleted, 0) << kind << ": retention never deleted anything, so the test proved nothing";
   }
 }
 
@@ -258,21 +236,16 @@ TEST(Checkpoints, ACorruptParentFailsOnlyTheRestoringTrialNeverTheSweep) {
   o.heartbeat_interval = 0;
   Study study(open_store_in(d), o);
   Checkpoints ck((d.path / "runs" / "hb").string());
-  CountingEvaluator good(ck, study);
-  // Corrupts every checkpoint right after sealing it, so every promotion finds a damaged parent.
-  struct Corrupting : Evaluator {
-    CountingEvaluator& inner;
-    explicit Corrupting(CountingEvaluator& e) : inner(e) {}
-    void evaluate(TrialHandle& h, const EvalContext& c) override {
-      inner.evaluate(h, c);
-      write(fs::path(inner.ck.dir_of(h.number())) / "step", "garbage!");
-    }
-    std::string name() const override { return "corrupting"; }
-  } bad(good);
+  CountingEvaluator ev;
   RunOptions ro;
   ro.runs_dir = (d.path / "runs").string();
   ro.n_trials = 12;
-  auto summary = optimize(study, bad, ro);
+  // Corrupts every checkpoint once the runner sealed it (one job: before the next trial is asked), so every
+  // promotion finds a damaged parent.
+  ro.on_trial_end = [&](const Trial& t) {
+    if (fs::exists(fs::path(ck.dir_of(t.number)) / "step")) write(fs::path(ck.dir_of(t.number)) / "step", "garbage!");
+  };
+  auto summary = optimize(study, ev, ro);
   EXPECT_EQ(summary.stop_reason, "n_trials");
   int failed = 0, complete = 0;
   for (const auto& t : study.trials()) {

@@ -288,6 +288,8 @@ int run_sweep(const GlobalOptions& g, const RunArgs& a, RunMode mode) {
     if (url.empty()) url = spec->storage;
   }
   if (url.empty()) url = default_storage();
+  // "This sweep's store" (init_from and warm_start without a storage of their own) is the one actually used.
+  if (spec) spec->storage = url;
   std::string study_name = !g.study.empty() ? g.study : spec ? spec->study : "";
 
   // Everything that can be refused is checked before the store is touched.
@@ -319,6 +321,7 @@ int run_sweep(const GlobalOptions& g, const RunArgs& a, RunMode mode) {
       spec = stored_sweep(*existing);
       if (!spec)
         throw ConfigError("study '" + study_name + "' was not started from a sweep file; give it: kestrel resume SWEEP.yaml");
+      spec->storage = url;
       engine::check_evaluator(*spec);
     }
   }
@@ -548,7 +551,8 @@ int export_trials(const GlobalOptions& g, const std::string& format, const std::
 
 int validate_sweep(const std::string& path) {
   SweepSpec s = engine::load_sweep(path);
-  engine::check_evaluator(s);
+  // Another study a trial starts from (init_from {study, trial}) may legitimately not exist yet; `run` checks it.
+  engine::check_evaluator(s, /*resolve_references=*/false);
   std::cout << path << ": ok\n";
   std::cout << "  study '" << s.study << "', " << s.space.size() << " parameter(s), "
             << (s.space.is_finite() ? std::to_string(s.space.cardinality()) + " configurations" : "continuous")

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cli/output.hpp"
+#include "engine/constraints.hpp"
 
 namespace kestrel::cli {
 
@@ -37,7 +38,9 @@ void Progress::trial_ended(const search::Trial& t) {
   }
   if (t.state == search::TrialState::Failed) ++failed_;
   bool improved = false;
-  if (t.state == search::TrialState::Complete && !t.values.empty() && std::isfinite(t.values[0])) {
+  // An infeasible trial (the sweep's constraints) is never the best, however good its value.
+  const bool feasible = kestrel::engine::is_feasible(t);
+  if (t.state == search::TrialState::Complete && !t.values.empty() && std::isfinite(t.values[0]) && feasible) {
     double s = objectives_.empty() ? 1.0 : search::minimize_sign(objectives_[0].direction);
     if (!best_ || s * t.values[0] < s * *best_) {
       best_ = t.values[0];
@@ -51,6 +54,7 @@ void Progress::trial_ended(const search::Trial& t) {
   if (t.end_time > 0 && t.start_time > 0) msg += " (" + short_duration(t.end_time - t.start_time) + ")";
   msg += "  " + params_inline(t.config);
   if (!t.fail_reason.empty() && t.state != search::TrialState::Complete) msg += "  reason: " + t.fail_reason;
+  if (t.state == search::TrialState::Complete && !feasible) msg += "  [infeasible]";
   if (improved && done_in_run_ > 1) msg += "  [new best]";
   if (live_) {
     // Failures and improvements scroll above the live line; the rest only update it.

@@ -890,6 +890,12 @@ RunOptions SweepSpec::run_options() const {
 
 namespace {
 
+std::vector<std::string> constraint_metrics(const SweepSpec& s) {
+  std::vector<std::string> out;
+  for (const auto& c : s.constraints) out.push_back(c.metric);
+  return out;
+}
+
 std::string line_of(const SweepSpec& s, const std::string& key) {
   auto it = s.lines.find(key);
   return it == s.lines.end() ? s.file : s.file + ":" + std::to_string(it->second);
@@ -897,7 +903,7 @@ std::string line_of(const SweepSpec& s, const std::string& key) {
 
 }  // namespace
 
-void check_evaluator(const SweepSpec& s) {
+void check_evaluator(const SweepSpec& s, bool resolve_references) {
   const EvaluatorSpec& e = s.evaluator;
   if (e.kind == "command") {
     // The evaluator knows its own rules (placeholders, regex, PATH look-up); we add where in the file.
@@ -919,7 +925,10 @@ void check_evaluator(const SweepSpec& s) {
       throw ConfigError(line_of(s, "evaluator.train_file") + ": evaluator.train_file: '" + e.trainer.train_file +
                         "' does not exist");
     try {
-      TrainerEvaluator ev(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings, s.nas_space, s.nas_compile, s.storage}, s.objectives, s.space);
+      TrainerEvaluatorOptions o{e.trainer.train_file, e.trainer.settings, s.nas_space, s.nas_compile, s.storage,
+                                constraint_metrics(s)};
+      o.resolve_study_refs = resolve_references;
+      TrainerEvaluator ev(o, s.objectives, s.space);
       ev.validate();
     } catch (const ConfigError& ex) {
       throw ConfigError(line_of(s, "evaluator.train_file") + ": evaluator: " + ex.what());
@@ -970,7 +979,7 @@ std::unique_ptr<Evaluator> make_evaluator(const SweepSpec& s) {
     return std::make_unique<FunctionEvaluator>(make_benchmark_function(e.function.name, e.function.dim),
                                                e.function.options);
   if (e.kind == "trainer")
-    return std::make_unique<TrainerEvaluator>(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings, s.nas_space, s.nas_compile, s.storage},
+    return std::make_unique<TrainerEvaluator>(TrainerEvaluatorOptions{e.trainer.train_file, e.trainer.settings, s.nas_space, s.nas_compile, s.storage, constraint_metrics(s)},
                                               s.objectives, s.space);
   throw ConfigError(s.file + ": unknown evaluator kind '" + e.kind + "'");
 }

@@ -102,7 +102,9 @@ SweepSpec load_sweep(const std::string& path);
 
 // Checks what the evaluator needs from the machine: the command exists and is executable (searched on PATH when
 // it has no '/'), the function is known, the trainer's model file exists. Throws ConfigError with file:line.
-void check_evaluator(const SweepSpec& spec);
+// resolve_references = false leaves references to other studies (trainer init_from {study, trial}) unchecked, for
+// `kestrel validate` of a sweep whose source study has not run yet.
+void check_evaluator(const SweepSpec& spec, bool resolve_references = true);
 
 // Builds the evaluator the sweep describes. Requires check_evaluator() to have passed.
 std::unique_ptr<Evaluator> make_evaluator(const SweepSpec& spec);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <set>
 #include <sstream>
@@ -30,7 +31,9 @@ const std::map<std::string, std::string>& shorthands() {
 }
 
 const std::set<std::string>& sections() {
-  static const std::set<std::string> s = {"model", "model_file", "data", "loss", "optimizer", "schedule", "training"};
+  // Every top-level section of a training file (trainer/train.cpp), so any of its keys can be tuned by path.
+  static const std::set<std::string> s = {"model",    "model_file", "data",        "loss",       "optimizer",
+                                          "schedule", "training",   "pseudo_label", "adversarial", "robustness"};
   return s;
 }
 
@@ -100,7 +103,8 @@ void apply_settings(YAML::Node root, const nlohmann::json& j, const std::string&
 std::string placeholder(const std::string& name) { return "${" + name + "}"; }
 
 // training.init_from given as {storage, study, trial}: replaced by the weights file of that trial.
-void resolve_study_init_from(YAML::Node root, const std::string& default_storage, nlohmann::json* resolved) {
+void resolve_study_init_from(YAML::Node root, const std::string& default_storage, nlohmann::json* resolved,
+                             bool resolve) {
   if (!root["training"] || !root["training"].IsMap()) return;
   YAML::Node t = root["training"];
   if (!t["init_from"] || !t["init_from"].IsMap()) return;
@@ -110,6 +114,11 @@ void resolve_study_init_from(YAML::Node root, const std::string& default_storage
     const std::string& v = kv.second.Scalar();
     bool digits = !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
     ref[kv.first.Scalar()] = digits && kv.first.Scalar() == "trial" ? nlohmann::json(std::stoll(v)) : nlohmann::json(v);
+  }
+  if (!resolve) {
+    (void)TrialRef::from_json(ref);  // the reference itself must still be well-formed
+    t.remove("init_from");
+    return;
   }
   std::string storage = default_storage;
   if (storage.empty()) storage = "sqlite://" + (fs::current_path() / "kestrel.db").string();
@@ -123,6 +132,30 @@ void resolve_study_init_from(YAML::Node root, const std::string& default_storage
 std::vector<std::string> TrainerEvaluator::metric_names() {
   return {"val_loss",  "val_accuracy", "train_loss",  "train_accuracy",   "test_loss",
           "test_accuracy", "param_count", "flops_per_sample", "wall_seconds"};
+}
+
+bool TrainerEvaluator::is_robust_metric(const std::string& name, double* epsilon) {
+  if (name == "clean_accuracy" || name == "robustness_flags") return true;
+  std::string eps;
+  if (name.rfind("robust_accuracy@", 0) == 0) {
+    eps = name.substr(16);
+  } else if (name.rfind("robust_accuracy_", 0) == 0) {
+    auto us = name.rfind('_');
+    if (us <= 15) return false;
+    eps = name.substr(us + 1);
+  } else {
+    return false;
+  }
+  size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(eps, &used);
+  } catch (const std::exception&) {
+    return false;
+  }
+  if (used != eps.size() || !(x >= 0)) return false;
+  if (epsilon) *epsilon = x;
+  return true;
 }
 
 TrainerEvaluator::TrainerEvaluator(TrainerEvaluatorOptions options, std::vector<search::Objective> objectives,
@@ -140,11 +173,16 @@ TrainerEvaluator::TrainerEvaluator(TrainerEvaluatorOptions options, std::vector<
     arch_space_ = as;
   }
   auto known = metric_names();
-  for (const auto& o : objectives_) {
-    if (std::find(known.begin(), known.end(), o.name) == known.end()) {
+  std::vector<std::pair<std::string, std::string>> wanted;  // (what, metric)
+  for (const auto& o : objectives_) wanted.push_back({"objective", o.name});
+  for (const auto& c : options_.constraint_metrics) wanted.push_back({"constraint metric", c});
+  for (const auto& [what, name] : wanted) {
+    if (std::find(known.begin(), known.end(), name) == known.end() && !is_robust_metric(name)) {
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      throw ConfigError("trainer: objective '" + o.name + "' is not a trainer metric (known: " + list + ")");
+      throw ConfigError("trainer: " + what + " '" + name + "' is not a trainer metric (known: " + list +
+                        "; with a robustness: section also clean_accuracy, robustness_flags, robust_accuracy@EPS, "
+                        "robust_accuracy_ATTACK_EPS)");
     }
   }
 }
@@ -191,7 +229,7 @@ trainer::TrainSpec TrainerEvaluator::build_spec(const Config& config, std::optio
     set_path(root, path, value_node(value), "trainer: parameter '" + name + "'");
   }
   if (budget) set_path(root, "training.epochs", YAML::Node(static_cast<long long>(std::llround(*budget))), "budget");
-  resolve_study_init_from(root, options_.storage, init_from);
+  resolve_study_init_from(root, options_.storage, init_from, options_.resolve_study_refs);
   trainer::TrainSpec spec = trainer::parse_train_spec(root, options_.train_file);
   if (arch_space_) {
     const auto& as = *std::static_pointer_cast<const nas::ArchSpace>(arch_space_);
@@ -217,13 +255,29 @@ void TrainerEvaluator::validate() const {
     if (segs.size() < 2 || !sections().count(segs[0]))
       throw ConfigError("trainer: parameter '" + p.name + "' lands nowhere: use ${" + p.name +
                         "} in the training file, a dotted path into one of its sections (model, data, loss, "
-                        "optimizer, schedule, training) or a shorthand (lr, optimizer, momentum, weight_decay, "
+                        "optimizer, schedule, training, pseudo_label, adversarial, robustness) or a shorthand (lr, optimizer, momentum, weight_decay, "
                         "batch_size, epochs, seed, label_smoothing, schedule)");
   }
   std::mt19937_64 rng(0);
   Config sample = space_.sample(rng);
   try {
-    spec_for(sample);
+    trainer::TrainSpec spec = spec_for(sample);
+    // Robust metrics exist only when the file evaluates robustness, at the epsilons it lists.
+    std::vector<std::string> names;
+    for (const auto& o : objectives_) names.push_back(o.name);
+    for (const auto& c : options_.constraint_metrics) names.push_back(c);
+    for (const auto& n : names) {
+      double eps = 0;
+      if (!is_robust_metric(n, &eps)) continue;
+      if (!spec.robustness.enabled)
+        throw ConfigError("metric '" + n + "' needs a robustness: section in the training file (docs/robustness.md)");
+      if (n == "clean_accuracy" || n == "robustness_flags") continue;
+      bool listed = std::any_of(spec.robustness.epsilons.begin(), spec.robustness.epsilons.end(),
+                                [&](double e) { return std::fabs(e - eps) <= 1e-9; });
+      if (!listed)
+        throw ConfigError("metric '" + n + "': epsilon " + search::to_string(search::Value{eps}) +
+                          " is not among robustness.epsilons of the training file");
+    }
   } catch (const ConfigError& e) {
     throw ConfigError(std::string("trainer: with parameters ") + search::config_to_json(sample).dump() + ": " +
                       e.what());
@@ -343,7 +397,27 @@ void TrainerEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
   }
   const trainer::EpochMetrics& m =
       spec.early_stopping.enabled && spec.early_stopping.restore_best ? r.best : r.final_metrics;
+  // Robustness metrics: the report's own (clean_accuracy, robust_accuracy_<attack>_<eps>, robustness_flags), and
+  // robust_accuracy@<eps> as the minimum over the attacks run at that epsilon.
+  std::map<std::string, double> robust;
+  if (r.robustness) {
+    for (const auto& [k, v] : r.robustness->metrics()) robust[k] = v;
+    for (const auto& res : r.robustness->results) {
+      std::string k = "robust_accuracy@" + search::to_string(search::Value{res.epsilon});
+      auto it = robust.find(k);
+      if (it == robust.end() || res.accuracy < it->second) robust[k] = res.accuracy;
+    }
+  }
   auto metric = [&](const std::string& name) -> double {
+    if (auto it = robust.find(name); it != robust.end()) return it->second;
+    double eps = 0;
+    if (is_robust_metric(name, &eps)) {
+      // "0.10" in a sweep file names the same epsilon as the report's "0.1".
+      for (const auto& res : r.robustness ? r.robustness->results : std::vector<trainer::AttackResult>{})
+        if (std::fabs(res.epsilon - eps) <= 1e-9 && name.rfind("robust_accuracy@", 0) == 0)
+          return robust["robust_accuracy@" + search::to_string(search::Value{res.epsilon})];
+      return std::numeric_limits<double>::quiet_NaN();
+    }
     if (name == "val_loss") return m.val_loss;
     if (name == "val_accuracy") return m.val_accuracy;
     if (name == "train_loss") return m.train_loss;
@@ -360,15 +434,32 @@ void TrainerEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
       double v = metric(name);
       if (std::isfinite(v)) all[name] = v;
     }
+    for (const auto& [k, v] : robust)
+      if (std::isfinite(v)) all[k] = v;
     trial.set_attr(kAttrMetrics, all.dump());
   }
+  if (r.robustness) {
+    trial.set_attr("robustness", r.robustness->to_json());
+    auto flags = nlohmann::json::array();
+    for (const auto& f : r.robustness->flags) flags.push_back({{"check", f.check}, {"message", f.message}});
+    trial.set_attr("robustness_flags", flags.dump());
+  }
+  if (!r.transfer.empty()) trial.set_attr("transfer", r.transfer.to_json().dump());
+  if (!r.pseudo_label.empty()) trial.set_attr("pseudo_label", r.pseudo_label.to_json().dump());
   if (!spec.save_weights.empty() && fs::exists(spec.save_weights))
     trial.set_attr(kAttrWeights, fs::absolute(spec.save_weights).lexically_normal().string());
   trial.set_attr("epochs_run", std::to_string(r.history.size()));
   trial.set_attr("best_epoch", std::to_string(r.best.epoch));
   if (std::isfinite(r.test_accuracy)) trial.set_attr("test_accuracy", search::to_string(search::Value{r.test_accuracy}));
   std::vector<double> values;
-  for (const auto& o : objectives_) values.push_back(metric(o.name));
+  for (const auto& o : objectives_) {
+    values.push_back(metric(o.name));
+    if (is_robust_metric(o.name) && !std::isfinite(values.back())) {
+      trial.tell_failed("objective '" + o.name + "' was not measured: the trial's robustness: section " +
+                        (r.robustness ? "has no attack at that epsilon" : "is missing or disabled"));
+      return;
+    }
+  }
   trial.tell(values);
 }
 

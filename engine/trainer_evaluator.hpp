@@ -26,6 +26,12 @@ namespace kestrel::engine {
 //
 // Objectives name metrics: val_loss, val_accuracy, train_loss, train_accuracy (of the best epoch when early
 // stopping restores it, else of the last), test_loss, test_accuracy, param_count, flops_per_sample, wall_seconds.
+// With a `robustness:` section in the training file (docs/robustness.md) also: clean_accuracy, robustness_flags
+// (failed sanity checks), robust_accuracy_<attack>_<eps> (one attack, e.g. robust_accuracy_pgd_0.1) and
+// robust_accuracy@<eps> (the lowest accuracy of all attacks at that epsilon: the robust accuracy the evaluation can
+// vouch for). The robustness report (per-epsilon, per-class accuracy, confusion matrices, sanity flags) is stored
+// as the trial attr "robustness", its failed checks also as "robustness_flags"; the transfer report (init_from
+// matching, freezing) as "transfer" and pseudo-labeling rounds as "pseudo_label".
 struct TrainerEvaluatorOptions {
   std::string train_file;                                // the training file (docs/model-file.md)
   nlohmann::json settings = nlohmann::json::object();    // overrides applied before the parameters, same paths
@@ -37,6 +43,11 @@ struct TrainerEvaluatorOptions {
   // Store of `init_from: {study, trial}` references that name no storage (the sweep's storage); empty: the
   // default store of the working directory (sqlite://<cwd>/kestrel.db, as `kestrel` uses).
   std::string storage;
+  // Metrics the sweep's constraints read (engine/constraints.hpp): checked by validate() like objectives.
+  std::vector<std::string> constraint_metrics;
+  // false: a study reference in init_from is left unresolved (and init_from unset) so that `kestrel validate` can
+  // check a fine-tuning sweep before the study it starts from has run.
+  bool resolve_study_refs = true;
 };
 
 // What this represents: the trainer evaluator of a sweep. Each epoch's validation metrics are reported (step =
@@ -67,6 +78,9 @@ class TrainerEvaluator : public Evaluator {
                               const std::string& trial_dir = "") const;
 
   static std::vector<std::string> metric_names();
+  // True for the metrics a robustness evaluation gives (names above); `epsilon` gets the epsilon of the
+  // robust_accuracy forms.
+  static bool is_robust_metric(const std::string& name, double* epsilon = nullptr);
 
  private:
   std::shared_ptr<const trainer::TrainData> data_for(const trainer::TrainSpec& spec);

@@ -79,6 +79,22 @@ std::optional<Value> convert(const Value& v, const ParamSpec& p, std::string& wh
   return std::nullopt;
 }
 
+// Opens a store that must already exist: looking up another study must not leave an empty database behind when the
+// URL has a typo. Only SQLite files can be checked beforehand; other schemes are opened as they are.
+std::unique_ptr<store::Store> open_existing(const std::string& url, const std::string& what) {
+  std::string path;
+  if (url.rfind("sqlite://", 0) == 0) path = url.substr(9);
+  else if (url.find("://") == std::string::npos) path = url;
+  std::error_code ec;
+  if (!path.empty() && path != ":memory:" && !fs::exists(path, ec))
+    throw ConfigError(what + ": no database at " + url + " (" + fs::absolute(path).string() + ")");
+  try {
+    return store::open_store(url);
+  } catch (const StoreError& e) {
+    throw ConfigError(what + ": cannot open " + url + ": " + e.what());
+  }
+}
+
 void add_unique(std::vector<std::string>& v, const std::string& s) {
   if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
 }
@@ -240,7 +256,7 @@ WarmStartReport warm_start(Study& study, const WarmStartSpec& spec, store::Store
     if (spec.storage.empty()) {
       source = &dst;
     } else {
-      opened = store::open_store(spec.storage);
+      opened = open_existing(spec.storage, "warm_start.storage");
       source = opened.get();
     }
   }
@@ -403,12 +419,7 @@ ResolvedTrial resolve_trial_weights(const TrialRef& ref, const std::string& defa
   r.storage = ref.storage.empty() ? default_storage : ref.storage;
   r.study = ref.study;
   if (r.storage.empty()) throw ConfigError("init_from: no storage given for study '" + ref.study + "'");
-  std::unique_ptr<store::Store> st;
-  try {
-    st = store::open_store(r.storage);
-  } catch (const StoreError& e) {
-    throw ConfigError("init_from: cannot open " + r.storage + ": " + e.what());
-  }
+  std::unique_ptr<store::Store> st = open_existing(r.storage, "init_from");
   auto info = st->find_study(ref.study);
   if (!info) throw ConfigError("init_from: no study '" + ref.study + "' in " + r.storage);
   auto trials = st->trials(info->id);

@@ -86,8 +86,8 @@ struct WarmStartReport {
 // from the process that runs the sweep (`kestrel run` / `resume`), not from every worker.
 //
 // `source`: the source store; null opens spec.storage (or uses the study's store when spec.storage is empty).
-// Throws ConfigError when the source study does not exist or is the study itself; StoreError when the source store
-// cannot be opened.
+// Throws ConfigError when the source store (an SQLite file must exist; none is created) or study does not exist, or
+// the source is the study itself.
 WarmStartReport warm_start(Study& study, const WarmStartSpec& spec, store::Store* source = nullptr);
 
 // ---------------------------------------------------------------------------------------------------------------

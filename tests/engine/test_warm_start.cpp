@@ -239,6 +239,11 @@ TEST(WarmStart, UnknownSourceStudyOrItselfIsAConfigError) {
   EXPECT_THROW(warm_start(dst, ws), ConfigError);
   ws.study = "dst";
   EXPECT_THROW(warm_start(dst, ws), ConfigError);
+  // A source store that does not exist is an error, and the look-up leaves no empty database behind.
+  ws.study = "src";
+  ws.storage = "sqlite:///" + (d.path / "typo.db").string();
+  EXPECT_THROW(warm_start(dst, ws), ConfigError);
+  EXPECT_FALSE(std::filesystem::exists(d.path / "typo.db"));
 }
 
 TEST(WarmStart, NTrialsCountsOnlyTheNewStudysOwnTrials) {

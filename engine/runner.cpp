@@ -236,7 +236,7 @@ class Runner {
           }
         }
         ++in_flight_;
-        unsealed_.insert(h.number());
+        if (ck_) unsealed_.insert(h.number());
       }
       run_one(h);
     }

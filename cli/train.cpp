@@ -10,6 +10,8 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "common/error.hpp"
+#include "engine/trainer_evaluator.hpp"
 #include "trainer/train.hpp"
 
 namespace kestrel::cli {
@@ -63,7 +65,19 @@ void on_interrupt(int) { g_stop_requested.store(true); }
 }  // namespace
 
 int train_model(const TrainArgs& a) {
-  trainer::TrainSpec spec = trainer::load_train_spec(a.file);
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(a.file);
+  } catch (const YAML::BadFile&) {
+    throw ConfigError(a.file + ": cannot open the training file");
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(a.file + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  // training.init_from may name a study's trial ({storage, study, trial: best | N}) instead of a weights file.
+  nlohmann::json from = engine::resolve_init_from_study(root);
+  if (!from.is_null()) std::cout << "init_from: trial " << from["trial"] << " of study " << from["study"] << " ("
+                                 << from["weights"].get<std::string>() << ")\n";
+  trainer::TrainSpec spec = trainer::parse_train_spec(root, a.file);
   if (a.epochs) spec.epochs = *a.epochs;
   if (a.threads) spec.threads = *a.threads;
   if (a.seed) spec.seed = *a.seed;

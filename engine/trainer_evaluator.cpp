@@ -187,6 +187,12 @@ TrainerEvaluator::TrainerEvaluator(TrainerEvaluatorOptions options, std::vector<
   }
 }
 
+nlohmann::json resolve_init_from_study(YAML::Node root, const std::string& default_storage) {
+  nlohmann::json resolved;
+  resolve_study_init_from(root, default_storage, &resolved, true);
+  return resolved;
+}
+
 trainer::TrainSpec TrainerEvaluator::spec_for(const Config& config, std::optional<double> budget,
                                               const std::string& trial_dir) const {
   return build_spec(config, budget, trial_dir, nullptr);

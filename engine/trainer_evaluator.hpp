@@ -50,6 +50,12 @@ struct TrainerEvaluatorOptions {
   bool resolve_study_refs = true;
 };
 
+// Replaces training.init_from given as {storage, study, trial} in a training file's YAML by that trial's weights
+// file (engine/warm_start.hpp resolve_trial_weights; storage defaults to default_storage, else the working
+// directory's kestrel.db). Returns the resolved trial as JSON, null when init_from is absent or already a file.
+// Throws ConfigError when the study, trial or weights cannot be found. Used by `kestrel train` and the evaluator.
+nlohmann::json resolve_init_from_study(YAML::Node root, const std::string& default_storage = "");
+
 // What this represents: the trainer evaluator of a sweep. Each epoch's validation metrics are reported (step =
 // epoch, 1-based) and should_prune() is asked; a pruned trial stops after that epoch and is told PRUNED. The data
 // set is loaded once per distinct data section and seed and shared by every trial.

@@ -188,6 +188,7 @@ nlohmann::json trial_json(const Trial& t, const std::vector<Objective>& objectiv
   j["end"] = t.end_time > 0 ? nlohmann::json(t.end_time) : nlohmann::json(nullptr);
   double d = duration_of(t);
   j["duration_s"] = d < 0 ? nlohmann::json(nullptr) : nlohmann::json(d);
+  if (t.attrs.count(search::kAttrWarmStart)) j["prior"] = prior_of(t);  // a warm-start prior, not run here
   if (full) {
     auto reps = nlohmann::json::array();
     for (const auto& r : t.reports)

@@ -117,7 +117,7 @@ void FunctionEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
       trial.report(s, value);
     else
       trial.report(s, std::map<std::string, double>{{options_.metric, value}});
-    if (trial.should_prune()) {
+    if (s + 1 < run && trial.should_prune()) {  // the last step's value is final: never prune a finished trial
       trial.tell_pruned("pruned at step " + std::to_string(s));
       return;
     }

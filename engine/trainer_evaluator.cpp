@@ -291,17 +291,13 @@ void TrainerEvaluator::validate() const {
 }
 
 std::shared_ptr<const trainer::TrainData> TrainerEvaluator::data_for(const trainer::TrainSpec& spec) {
-  const auto& d = spec.data;
-  std::ostringstream key;
-  key << d.dataset << '|' << d.dir << '|' << d.train_images << '|' << d.train_labels << '|' << d.test_images << '|'
-      << d.test_labels << '|' << d.train_path << '|' << d.test_path << '|' << d.label_column << '|'
-      << d.validation_fraction << '|' << d.subset << '|' << d.test_subset << '|' << d.normalize << '|' << spec.seed;
+  const std::string key = trainer::data_key(spec);  // every data setting, classes and labels_per_class included
   // Loading holds the lock: trials that need the same data wait for one load instead of each doing it.
   std::lock_guard lk(data_mu_);
-  auto it = data_.find(key.str());
+  auto it = data_.find(key);
   if (it != data_.end()) return it->second;
   auto loaded = std::make_shared<const trainer::TrainData>(trainer::load_train_data(spec));
-  data_[key.str()] = loaded;
+  data_[key] = loaded;
   return loaded;
 }
 
@@ -375,7 +371,10 @@ void TrainerEvaluator::evaluate(TrialHandle& trial, const EvalContext& ctx) {
                         {"train_loss", m.train_loss}, {"train_accuracy", m.train_accuracy}})
       if (std::isfinite(v)) metrics[k] = v;
     if (!metrics.empty()) trial.report(m.epoch + epoch_offset, metrics);
-    if (trial.should_prune()) {
+    // After the last epoch there is nothing left to save: the trial completes with its value instead of being
+    // pruned at a rung that coincides with its final step (it would lose a finished result).
+    const bool last = m.epoch >= spec.epochs;
+    if (!last && trial.should_prune()) {
       pruned = true;
       return false;
     }

@@ -1,8 +1,8 @@
 // Transfer-learning benchmark on Fashion-MNIST: pretrain on classes 0-4, then learn classes 5-9 from
 // 100 and 1,000 labels per class with and without the pretrained weights; pseudo-labeling vs labeled-only.
 //
-// Every run starts from the training files in configs/ (transfer_pretrain.yaml, transfer_finetune.yaml,
-// transfer_pseudo.yaml), so the benchmark measures what a user runs; only the seed, the labels per class,
+// Every run starts from the training files in configs/ (transfer/pretrain.yaml, transfer/finetune.yaml,
+// transfer/pseudo.yaml), so the benchmark measures what a user runs; only the seed, the labels per class,
 // the file paths and the variant's transfer settings are overridden here. Test accuracy is on the 5,000
 // test images of classes 5-9. Prints one JSON line per run and a summary table (mean and each seed).
 //
@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
   };
 
   for (int seed : seeds) {
-    TrainSpec pre = load_train_spec(cfg("transfer_pretrain.yaml"));
+    TrainSpec pre = load_train_spec(cfg("transfer/pretrain.yaml"));
     if (!model_file.empty()) pre.model = load_model_file(model_file);
     pre.seed = static_cast<uint64_t>(seed);
     pre.threads = threads;
@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
 
     for (int n : labels) {
       if (n <= 0) continue;
-      TrainSpec base = load_train_spec(cfg("transfer_finetune.yaml"));
+      TrainSpec base = load_train_spec(cfg("transfer/finetune.yaml"));
       base.seed = static_cast<uint64_t>(seed);
       base.threads = threads;
       base.data.labels_per_class = n;
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
     }
 
     if (pseudo) {
-      TrainSpec ps = load_train_spec(cfg("transfer_pseudo.yaml"));
+      TrainSpec ps = load_train_spec(cfg("transfer/pseudo.yaml"));
       ps.seed = static_cast<uint64_t>(seed);
       ps.threads = threads;
       if (!model_file.empty()) ps.model = load_model_file(model_file);

@@ -115,6 +115,21 @@ TEST(FunctionEvaluator, PrunerStopsTheCurve) {
   EXPECT_EQ(t.reports.size(), 1u);
 }
 
+TEST(FunctionEvaluator, AFinishedCurveIsNeverPruned) {
+  TempDir d;
+  auto fn = make_benchmark_function("branin");
+  // The same pruner that prunes every report: with one step, that step is the last, so the trial completes with its
+  // value instead of losing a finished result at a rung that coincides with its final step.
+  Study s(open_store_in(d), fn_study(fn, "threshold", {{"upper", -1.0}}));
+  FunctionEvaluator ev(fn, {.steps = 1});
+  auto h = s.ask();
+  ev.evaluate(h, EvalContext{});
+  auto t = s.store().trial(h.id());
+  ASSERT_EQ(t.state, TrialState::Complete);
+  EXPECT_DOUBLE_EQ(t.values[0], fn.evaluate(t.config));
+  EXPECT_EQ(t.reports.size(), 1u);
+}
+
 TEST(FunctionEvaluator, RandomSearchOnBraninGetsCloseToTheOptimum) {
   TempDir d;
   auto fn = make_benchmark_function("branin");

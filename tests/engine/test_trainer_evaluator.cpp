@@ -110,6 +110,21 @@ TEST(TrainerEvaluator, PrunerStopsTrainingAfterTheEpoch) {
   EXPECT_FALSE(t.report_at("val_accuracy", 2));
 }
 
+TEST(TrainerEvaluator, TheLastEpochIsNeverPruned) {
+  Problem p;
+  // The pruner of the test above prunes every report; with one epoch that report is the last, and a finished
+  // training completes with its value instead of being thrown away.
+  Study s(open_store_in(p.dir), study_options("threshold", {{"lower", 2.0}}));
+  TrainerEvaluatorOptions o{p.train_file.string()};
+  o.settings = {{"training", {{"epochs", 1}}}};
+  TrainerEvaluator ev(o, s.options().objectives, s.options().space);
+  auto h = s.ask();
+  ev.evaluate(h, EvalContext{});
+  auto t = s.store().trial(h.id());
+  ASSERT_EQ(t.state, TrialState::Complete) << t.fail_reason;
+  EXPECT_DOUBLE_EQ(*t.report_at("val_accuracy", 1), t.values[0]);
+}
+
 TEST(TrainerEvaluator, ParameterThatLandsNowhereIsRefusedByValidate) {
   Problem p;
   SearchSpace sp({ParamSpec::uniform("dropout_rate", 0.0, 0.5)});

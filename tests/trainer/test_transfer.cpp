@@ -446,7 +446,7 @@ TEST(TransferSpecFile, ExampleFilesRunAtATinyBudget) {
     GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   const std::string cfg = std::string(KESTREL_SOURCE_DIR) + "/configs/";
   const fs::path dir = scratch("examples");
-  TrainSpec pre = load_train_spec(cfg + "transfer_pretrain.yaml");
+  TrainSpec pre = load_train_spec(cfg + "transfer/pretrain.yaml");
   EXPECT_EQ(pre.data.classes, (std::vector<int>{0, 1, 2, 3, 4}));
   pre.epochs = 1;
   pre.threads = 1;
@@ -456,7 +456,7 @@ TEST(TransferSpecFile, ExampleFilesRunAtATinyBudget) {
   const TrainResult p = train(pre);
   EXPECT_TRUE(std::isfinite(p.test_accuracy));
 
-  TrainSpec ft = load_train_spec(cfg + "transfer_finetune.yaml");
+  TrainSpec ft = load_train_spec(cfg + "transfer/finetune.yaml");
   EXPECT_EQ(ft.data.classes, (std::vector<int>{5, 6, 7, 8, 9}));
   EXPECT_TRUE(ft.transfer.replace_head);
   EXPECT_EQ(fs::path(ft.init_from).filename(), "transfer-pretrain.safetensors");
@@ -470,7 +470,7 @@ TEST(TransferSpecFile, ExampleFilesRunAtATinyBudget) {
   EXPECT_EQ(f.transfer.matched.size(), 4u);
   EXPECT_EQ(skip_names(f.transfer), (std::vector<std::string>{"head.weight: replaced head", "head.bias: replaced head"}));
 
-  TrainSpec ps = load_train_spec(cfg + "transfer_pseudo.yaml");
+  TrainSpec ps = load_train_spec(cfg + "transfer/pseudo.yaml");
   EXPECT_TRUE(ps.pseudo_label.enabled);
   ps.epochs = 1;
   ps.threads = 1;

@@ -101,10 +101,6 @@ struct Kde {
   }
 };
 
-}  // namespace
-
-namespace {
-
 // Mean loss of each configuration (by SearchSpace::key) at one budget, with its cube encoding.
 struct Observed {
   double sum = 0;

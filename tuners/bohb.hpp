@@ -29,8 +29,9 @@ struct BohbParams {
   static BohbParams from_json(const nlohmann::json& j);
 };
 
-// Kendall's tau-a-style agreement of two rankings of the same items: a[i] and b[i] are item i's values under
-// each. Pairs tied in either ranking are left out; tau = (concordant - discordant) / pairs counted (0 when none).
+// Agreement of two rankings of the same items: a[i] and b[i] are item i's values under each. Pairs tied in either
+// ranking are left out; tau = (concordant - discordant) / pairs counted (0 when none), i.e. Goodman and Kruskal's
+// gamma, which equals Kendall's tau when nothing is tied (the usual case for noisy losses).
 // Requires a.size() == b.size(); throws Error otherwise.
 struct RankAgreement {
   int64_t pairs = 0;

@@ -1,11 +1,12 @@
-// BOHB's model: per-budget good/bad kernel densities over the unit-cube encoding, written here because the TPE
-// tuner's estimator is not exposed through a header; it is small (Scott bandwidths, product Gaussians).
+// BOHB's model: per-budget good/bad kernel densities over the unit-cube encoding (written here because the TPE
+// tuner's estimator is not exposed through a header; it is small), and the rank validation that picks the budget.
 #include "tuners/bohb.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <numbers>
+#include <string>
 
 #include "common/error.hpp"
 #include "tuners/params.hpp"
@@ -26,6 +27,8 @@ BohbParams BohbParams::from_json(const nlohmann::json& j) {
   r.get("random_fraction", p.random_fraction);
   r.get("bandwidth_factor", p.bandwidth_factor);
   r.get("min_bandwidth", p.min_bandwidth);
+  r.get("min_rank_pairs", p.min_rank_pairs);
+  r.get("min_rank_agreement", p.min_rank_agreement);
   r.finish();
   r.require(p.hyperband.min_resource > 0, "min_resource", "must be > 0");
   r.require(p.hyperband.max_resource >= p.hyperband.min_resource, "max_resource", "must be >= min_resource");
@@ -37,7 +40,25 @@ BohbParams BohbParams::from_json(const nlohmann::json& j) {
   r.require(p.random_fraction >= 0 && p.random_fraction <= 1, "random_fraction", "must be in [0, 1]");
   r.require(p.bandwidth_factor > 0, "bandwidth_factor", "must be > 0");
   r.require(p.min_bandwidth > 0, "min_bandwidth", "must be > 0");
+  r.require(p.min_rank_pairs >= 0, "min_rank_pairs", "must be >= 0");
+  r.require(p.min_rank_agreement >= -1 && p.min_rank_agreement <= 1, "min_rank_agreement", "must be in [-1, 1]");
   return p;
+}
+
+RankAgreement rank_agreement(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) throw Error("rank_agreement: the two rankings must list the same items (lengths differ)");
+  // O(n^2) over the few configurations seen at the full budget; no library in the dependency set provides it.
+  int64_t concordant = 0, discordant = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    for (size_t j = i + 1; j < a.size(); ++j) {
+      const double s = (a[i] - a[j]) * (b[i] - b[j]);
+      if (s > 0) ++concordant;
+      else if (s < 0) ++discordant;
+    }
+  RankAgreement r;
+  r.pairs = concordant + discordant;
+  if (r.pairs > 0) r.tau = static_cast<double>(concordant - discordant) / static_cast<double>(r.pairs);
+  return r;
 }
 
 namespace {
@@ -80,6 +101,35 @@ struct Kde {
   }
 };
 
+// Mean loss of each configuration (by SearchSpace::key) at one budget, with its cube encoding.
+struct Observed {
+  double sum = 0;
+  int64_t count = 0;
+  std::vector<double> x;
+  double mean() const { return sum / static_cast<double>(count); }
+};
+using Budgets = std::map<double, std::map<std::string, Observed>>;
+
+bool same_budget(double a, double b) { return std::abs(a - b) <= 1e-9 * std::max(std::abs(a), std::abs(b)); }
+
+// Whether `budget`'s ranking may stand in for the full budget's: it is the full budget (or above it), or its
+// results agree with the full budget's on the configurations observed at both (BohbParams' rank validation).
+bool validated(const Budgets& by_budget, double budget, double full, const BohbParams& p) {
+  if (budget >= full || same_budget(budget, full)) return true;
+  const std::map<std::string, Observed>* top = nullptr;
+  for (const auto& [b, obs] : by_budget)
+    if (same_budget(b, full)) top = &obs;
+  std::vector<double> low, high;
+  if (top)
+    for (const auto& [key, o] : by_budget.at(budget))
+      if (auto it = top->find(key); it != top->end()) {
+        low.push_back(o.mean());
+        high.push_back(it->second.mean());
+      }
+  const RankAgreement r = rank_agreement(low, high);
+  return r.pairs >= p.min_rank_pairs && (r.pairs == 0 || r.tau >= p.min_rank_agreement);
+}
+
 }  // namespace
 
 Config BohbTuner::sample_new(const History& h, int64_t number, int64_t bracket) {
@@ -89,8 +139,8 @@ Config BohbTuner::sample_new(const History& h, int64_t number, int64_t bracket) 
 
   const int64_t d = static_cast<int64_t>(space.size());
   const int64_t n_min = bohb_.min_points_in_model > 0 ? bohb_.min_points_in_model : d + 1;
-  // Results per budget (the "budget" attr the study stored from our proposals).
-  std::map<double, std::vector<std::pair<double, std::vector<double>>>> by_budget;
+  // Results per budget (the "budget" attr the study stored from our proposals), per configuration.
+  Budgets by_budget;
   for (const Trial* t : h.trials) {
     auto it = t->attrs.find(kAttrBudget);
     auto l = loss_of(h, *t);
@@ -101,17 +151,22 @@ Config BohbTuner::sample_new(const History& h, int64_t number, int64_t bracket) 
     } catch (const std::exception&) {
       continue;
     }
-    by_budget[b].emplace_back(*l, space.encode(t->config));
+    Observed& o = by_budget[b][space.key(t->config)];
+    if (o.count == 0) o.x = space.encode(t->config);
+    o.sum += *l;
+    ++o.count;
   }
   for (auto it = by_budget.rbegin(); it != by_budget.rend(); ++it) {
-    auto obs = it->second;
-    const auto n = static_cast<int64_t>(obs.size());
-    if (n < n_min + 2) continue;
+    const auto n = static_cast<int64_t>(it->second.size());
+    if (n < n_min + 2 || !validated(by_budget, it->first, params_.max_resource, bohb_)) continue;
+    // Map order (by key) then a stable sort: the split is reproducible whatever order the history lists trials in.
+    std::vector<std::pair<double, const std::vector<double>*>> obs;
+    for (const auto& [key, o] : it->second) obs.emplace_back(o.mean(), &o.x);
     std::stable_sort(obs.begin(), obs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     int64_t n_good = std::max<int64_t>(n_min, static_cast<int64_t>(std::floor(bohb_.top_n_percent / 100.0 * static_cast<double>(n))));
     n_good = std::min(n_good, n - 1);
     std::vector<std::vector<double>> good, bad;
-    for (int64_t i = 0; i < n; ++i) (i < n_good ? good : bad).push_back(obs[static_cast<size_t>(i)].second);
+    for (int64_t i = 0; i < n; ++i) (i < n_good ? good : bad).push_back(*obs[static_cast<size_t>(i)].second);
     Kde lk(good, bohb_.min_bandwidth), gk(bad, bohb_.min_bandwidth);
     std::vector<double> best;
     double best_score = -INFINITY;

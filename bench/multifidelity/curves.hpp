@@ -20,9 +20,11 @@ inline double final_error(const double* x) {
 }
 // Time constant: large x1 learns slowly (and ends best near x1 = 0.7), so fast starters lead early and lose late.
 // "moderate": tau = 2 + 6 x1^2, near-optimal curves overtake fast ones between 3 and 9 steps;
-// "strong":   tau = 1 + 15 x1^2, they overtake only between 9 and 27 steps (hard for successive halving).
-enum class Crossing { Moderate, Strong };
+// "strong":   tau = 1 + 15 x1^2, they overtake only between 9 and 27 steps (hard for successive halving);
+// "none":     tau = 4 for all, so curves never cross and every budget ranks like the full one (up to noise).
+enum class Crossing { Moderate, Strong, None };
 inline double time_constant(double x1, Crossing c) {
+  if (c == Crossing::None) return 4.0;
   return c == Crossing::Moderate ? 2.0 + 6.0 * x1 * x1 : 1.0 + 15.0 * x1 * x1;
 }
 // Noise-free error after t steps of training.

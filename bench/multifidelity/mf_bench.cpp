@@ -1,6 +1,7 @@
 // Multi-fidelity benchmark driver: runs Kestrel's ASHA, Hyperband, BOHB (budget-owning tuners, promotions continue
 // from the parent's checkpoint), the ASHA pruner over random search, and full-budget random search on curves.hpp.
-// Usage: mf_bench METHOD BUDGET_STEPS SEEDS [moderate|strong]  ->  one JSON line per seed on stdout.
+// Usage: mf_bench METHOD BUDGET_STEPS SEEDS [moderate|strong|none] [FIRST_SEED] [PARAMS_JSON]  ->  one JSON line
+// per seed on stdout (seeds FIRST_SEED.., default 0; PARAMS_JSON: extra tuner options, e.g. '{"random_fraction":0}').
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -146,16 +147,25 @@ Outcome run_asha_pruner(uint64_t seed, int64_t budget) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: mf_bench METHOD BUDGET_STEPS SEEDS [moderate|strong]\n  methods: random asha hyperband bohb asha_pruner\n");
+    std::fprintf(stderr, "usage: mf_bench METHOD BUDGET_STEPS SEEDS [moderate|strong|none] [FIRST_SEED] [PARAMS_JSON]\n"
+                         "  methods: random asha hyperband bohb asha_pruner\n");
     return 2;
   }
   const std::string method = argv[1];
   const int64_t budget = std::atoll(argv[2]);
   const int seeds = std::atoi(argv[3]);
   const std::string problem = argc > 4 ? argv[4] : "moderate";
-  g_crossing = problem == "strong" ? kestrel::bench::Crossing::Strong : kestrel::bench::Crossing::Moderate;
-  const nlohmann::json mf = {{"min_resource", 1}, {"max_resource", kestrel::bench::kMaxSteps}, {"eta", 3}};
-  for (int s = 0; s < seeds; ++s) {
+  const int first_seed = argc > 5 ? std::atoi(argv[5]) : 0;
+  if (problem != "moderate" && problem != "strong" && problem != "none") {
+    std::fprintf(stderr, "mf_bench: unknown problem '%s' (moderate, strong or none)\n", problem.c_str());
+    return 2;
+  }
+  g_crossing = problem == "strong" ? kestrel::bench::Crossing::Strong
+               : problem == "none" ? kestrel::bench::Crossing::None
+                                   : kestrel::bench::Crossing::Moderate;
+  nlohmann::json mf = {{"min_resource", 1}, {"max_resource", kestrel::bench::kMaxSteps}, {"eta", 3}};
+  if (argc > 6) mf.update(nlohmann::json::parse(argv[6]));
+  for (int s = first_seed; s < first_seed + seeds; ++s) {
     Outcome o = method == "asha_pruner" ? run_asha_pruner(static_cast<uint64_t>(s), budget)
                                         : run_tuner(method, mf, static_cast<uint64_t>(s), budget);
     nlohmann::json j = {{"method", "kestrel_" + method}, {"seed", s}, {"problem", problem}, {"budget", budget}, {"steps", o.steps},

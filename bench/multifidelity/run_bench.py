@@ -9,7 +9,9 @@ Runs 20 seeds per method and problem ("moderate" and "strong" crossing, see curv
 BUDGET steps (default 810 = 1/3 of full-budget random search's 30 x 81 steps), plus full-budget random search at
 3 x BUDGET, and prints a Markdown table: median steps used, median trials run, median and quartiles of the true
 (noise-free, full-budget) final error of the trial each method picks. Optuna comes from bench/.venv (created and
-filled with optuna>=5 by pip when missing).
+filled with optuna>=5 by pip when missing); --optuna-raw FILE (repeatable) reuses stored optuna_peers.py lines instead
+(bench/multifidelity/results/optuna-810-*.jsonl: 20 seeds at 810 steps). kestrel_bohb_original_rule is BOHB with
+the rank validation off (min_rank_pairs 0, min_rank_agreement -1: the model on the largest budget with enough results).
 """
 import argparse
 import json
@@ -55,19 +57,32 @@ def main():
     ap.add_argument("--budget", type=int, default=810)
     ap.add_argument("--no-optuna", action="store_true")
     ap.add_argument("--json", help="also write every run as JSON lines here")
+    ap.add_argument("--optuna-raw", action="append", default=[], help="stored optuna_peers.py output to reuse")
+    ap.add_argument("--problems", default="moderate,strong", help="comma-separated: moderate, strong, none")
     a = ap.parse_args()
+    problems = a.problems.split(",")
     binary = a.bin or (build_with_gxx(a.build) if a.build else None)
     if not binary:
         ap.error("give --bin or --build")
-    version = None if a.no_optuna else ensure_optuna()
+    stored = [json.loads(l) for f in a.optuna_raw for l in open(f) if l.strip()]
+    version = None if a.no_optuna or stored else ensure_optuna()
+    if stored:
+        version = "(stored rows: %s)" % ", ".join(a.optuna_raw)
     rows = []
-    for problem in ("moderate", "strong"):
+    for problem in problems:
         runs = lines([binary, "random", str(3 * a.budget), str(a.seeds), problem])
         for r in runs:
             r["method"] = "kestrel_random_full_3x"
         for m in ("random", "asha", "hyperband", "bohb", "asha_pruner"):
             runs += lines([binary, m, str(a.budget), str(a.seeds), problem])
-        if version:
+        original = lines([binary, "bohb", str(a.budget), str(a.seeds), problem, "0",
+                          json.dumps({"min_rank_pairs": 0, "min_rank_agreement": -1})])
+        for r in original:
+            r["method"] = "kestrel_bohb_original_rule"
+        runs += original
+        if stored:
+            runs += [r for r in stored if r["problem"] == problem and r["budget"] == a.budget and r["seed"] < a.seeds]
+        elif version:
             out = subprocess.run([VENV_PY, os.path.join(HERE, "optuna_peers.py"), str(a.budget), str(a.seeds), problem],
                                  check=True, capture_output=True, text=True).stdout
             runs += [json.loads(l) for l in out.splitlines() if l.strip()]
@@ -77,7 +92,7 @@ def main():
             for r in rows:
                 f.write(json.dumps(r) + "\n")
     print("Optuna %s; %d seeds; budget %d steps (random_full_3x: %d)" % (version, a.seeds, a.budget, 3 * a.budget))
-    for problem in ("moderate", "strong"):
+    for problem in problems:
         print("\n**%s crossing**\n" % problem)
         print("| method | steps (median) | trials (median) | true final error: median | q1 | q3 |")
         print("|---|---:|---:|---:|---:|---:|")

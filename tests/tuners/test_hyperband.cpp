@@ -106,12 +106,14 @@ TEST(HyperbandTuner, OneIterationFillsEveryRungWithTheBestOfThePreviousOne) {
 
 // Runs `n_asks` proposals with up to `in_flight` trials running, finishing the oldest first; every trial whose
 // number is in `fail` fails instead. When `restart_every` > 0, the tuner is rebuilt from scratch every that many
-// asks (a resumed process: only the history survives). Returns what was proposed, as text.
+// asks (a resumed process: only the history survives). `extra` adds tuner options. Returns what was proposed, as text.
 std::vector<std::string> drive(const std::string& kind, int n_asks, int in_flight, int restart_every,
-                               const std::set<int64_t>& fail = {}) {
+                               const std::set<int64_t>& fail = {},
+                               const nlohmann::json& extra = nlohmann::json::object()) {
   Sim sim;
   sim.space = unit_space();
   nlohmann::json params = {{"min_resource", 1}, {"max_resource", 27}, {"eta", 3}};
+  params.update(extra);
   auto tuner = make_multifidelity_tuner(kind, params, 11);
   std::vector<std::string> out;
   std::deque<search::Trial*> running;
@@ -149,6 +151,27 @@ TEST(HyperbandTuner, ResumeMidBracketRepeatsTheUninterruptedDecisionsAndPinsWhat
                             [](const std::string& s) { return s.find("promoted_from=") != std::string::npos; }))
         << kind;
   }
+}
+
+// Index of the first proposal where two runs differ (their common length when they never do).
+size_t first_difference(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  return i;
+}
+
+TEST(BohbTuner, ResumeWithARankValidatedLowBudgetRepeatsTheUninterruptedDecisions) {
+  // The objective ranks alike at every budget, so with min_rank_pairs 1 budget 9 is validated by the first two
+  // configurations that reach 27 and modelled before budget 27 has enough results of its own.
+  const nlohmann::json early = {{"min_rank_pairs", 1}, {"random_fraction", 0.0}};
+  auto straight = drive("bohb", 120, 3, 0, {}, early);
+  EXPECT_EQ(straight, drive("bohb", 120, 3, 7, {}, early));
+  // Hyperband's proposals are BOHB's until a budget qualifies: the validated budget 9 makes them part earlier than
+  // under the default rule, where only budget 27's own model can.
+  const auto hyperband = drive("hyperband", 120, 3, 0);
+  const auto late = drive("bohb", 120, 3, 0, {}, {{"random_fraction", 0.0}});
+  EXPECT_LT(first_difference(straight, hyperband), first_difference(late, hyperband));
+  EXPECT_LT(first_difference(late, hyperband), late.size());
 }
 
 TEST(HyperbandTuner, ParallelWorkersOpenTheNextBracketInsteadOfWaiting) {

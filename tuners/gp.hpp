@@ -58,10 +58,11 @@ struct GpParams {
   // values standardized and warped as output_warp says). While it is, a share restart_share of the asks (evenly
   // spread by trial number) go to the restart stream; the others, and every ask while the study improves, are the
   // usual model over all trials. restart_patience 0 disables the mechanism, -1 means max(15, 2 (P + 1)) with P the
-  // number of non-constant parameters. Off by default because the trials it spends are taken from the refinement
-  // of a basin that is usually the global one: on bench/tuners it freed Hartmann-6 from its local optimum on 3 of
-  // the 4 stuck seeds (15) but made the 200-trial medians of Rosenbrock-5 (5x) and the mixed space worse
-  // (bench/RESULTS.md, section Gaussian-process BO). Enable it where a stuck run costs more than a slower one.
+  // number of non-constant parameters. Off by default because the asks it takes come out of the refinement of a
+  // basin that is usually the global one: on bench/tuners (15 seeds, 200 trials) it cut the Hartmann-6 runs stuck
+  // in the local optimum from 4 to 1 (8 to 2 on held-out seeds) but made the medians of Rosenbrock-5 (5x) and of
+  // the mixed spaces (20x) worse (bench/RESULTS.md, Gaussian-process BO). Enable it where a stuck run costs more
+  // than a slower one.
   int64_t restart_patience = 0;
   double restart_tol = 0.05;
   double restart_share = 0.75;

@@ -100,10 +100,12 @@ struct GpParams {
 //   is stagnant (GpParams::restart_*), the restart stream's asks behave like a fresh study restricted to their own
 //   segment: a new scrambled Sobol' design of n_startup points, then the same model and acquisition fitted on
 //   that segment's COMPLETE trials only (every earlier configuration is still never repeated). Its trials carry
-//   the attr kAttrRestart = segment index (1, 2, ...), so the segments are rebuilt from the stored history; when a
-//   segment is itself stagnant the next restart ask opens a new one. The main stream keeps modelling every trial,
-//   restart trials included, so as soon as a segment beats the incumbent the study is no longer stagnant and the
-//   main model exploits the new basin with all the data. Running restart trials are fantasies of their segment.
+//   the attr kAttrRestart = segment index (1, 2, ...), so the segments are rebuilt from the stored history. A
+//   segment takes its share of the asks until it is itself stagnant; then the next share ask opens a new one if the
+//   study is still stagnant, else it goes to the main stream. The main stream keeps modelling every trial, restart
+//   trials included, so once a segment beats the incumbent the main model (the other asks meanwhile, every ask
+//   after the segment ends) exploits the new basin with all the data. Running restart trials are fantasies of
+//   their segment.
 // - Determinism: all randomness comes from derive_seed(seed, number, stream); nothing is cached between asks, so
 //   a fresh instance given the same history proposes exactly what a long-lived one does.
 // Thread safety: not thread-safe (Tuner contract).

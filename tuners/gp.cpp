@@ -44,6 +44,9 @@ GpParams GpParams::from_json(const nlohmann::json& j) {
   r.get("max_fit_points", p.max_fit_points);
   r.get("pending", p.pending);
   r.get("parego_rho", p.parego_rho);
+  r.get("restart_patience", p.restart_patience);
+  r.get("restart_tol", p.restart_tol);
+  r.get("restart_share", p.restart_share);
   r.finish();
   r.require(p.n_startup_trials >= -1, "n_startup_trials", "must be >= 0 (or -1 for automatic)");
   gp::acq_kind_from_string(p.acquisition);
@@ -65,6 +68,9 @@ GpParams GpParams::from_json(const nlohmann::json& j) {
                 p.pending == "liar_max" || p.pending == "ignore",
             "pending", "must be one of believer, liar_min, liar_mean, liar_max, ignore");
   r.require(p.parego_rho >= 0, "parego_rho", "must be >= 0");
+  r.require(p.restart_patience >= -1, "restart_patience", "must be >= 0 (0 disables; -1 for automatic)");
+  r.require(p.restart_tol >= 0, "restart_tol", "must be >= 0");
+  r.require(p.restart_share > 0 && p.restart_share <= 1, "restart_share", "must be in (0, 1]");
   return p;
 }
 
@@ -82,6 +88,7 @@ enum Stream : uint64_t {
   kFallback,
   kConstraintSubset,
   kConstraintFit,  // + 0x100 * (constraint index)
+  kRestartDesign,  // with the segment index in place of the trial number
 };
 
 // What this represents: how one search space maps to GP inputs (see GpTuner's contract). Built per ask (cheap).
@@ -388,6 +395,305 @@ class AcqSearch {
   std::vector<double> f_, g_;
 };
 
+// Restart segment of a trial (GpTuner::kAttrRestart), 0 for the main stream or an unreadable attr.
+int64_t restart_segment(const Trial& t) {
+  auto it = t.attrs.find(GpTuner::kAttrRestart);
+  if (it == t.attrs.end()) return 0;
+  try {
+    return std::max<int64_t>(0, std::stoll(it->second));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+// Values the stagnation rule reads, in trial-number order: the minimized objective of one-objective trials,
+// +inf for a trial that violates a constraint (it cannot be the incumbent).
+std::vector<double> stagnation_values(const std::vector<const Trial*>& ts, const History& h) {
+  const double sign = h.objectives.empty() ? 1.0 : search::minimize_sign(h.objectives[0].direction);
+  std::vector<double> v;
+  v.reserve(ts.size());
+  for (const Trial* t : ts) {
+    auto c = constraints_of(*t);
+    v.push_back(c && !feasible(*c) ? std::numeric_limits<double>::infinity() : sign * t->values[0]);
+  }
+  return v;
+}
+
+// Improvement of the best value over the last `patience` of v (in order), in the units the model sees: the finite
+// values warped as the objective's model warps them (GpParams::output_warp; mean 0, sd 1). -1 when there are fewer
+// than n_startup + patience values or none is finite before the window (no basin to leave yet).
+double recent_gain(const std::vector<double>& v, int64_t n_startup, int64_t patience, const std::string& warp) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  if (patience <= 0 || n < std::max<int64_t>(1, n_startup) + patience) return -1.0;
+  std::vector<double> fin;
+  int64_t n_before = 0;  // finite values before the window
+  for (int64_t i = 0; i < n; ++i)
+    if (std::isfinite(v[i])) {
+      fin.push_back(v[i]);
+      n_before += i < n - patience;
+    }
+  if (n_before == 0) return -1.0;
+  Eigen::Map<Eigen::VectorXd> z(fin.data(), static_cast<Eigen::Index>(fin.size()));
+  double mu = z.mean();
+  double sd = z.size() > 1 ? std::sqrt((z.array() - mu).square().sum() / static_cast<double>(z.size() - 1)) : 0.0;
+  if (!(sd > 0.0) || !std::isfinite(sd)) return 0.0;  // all equal: nothing improves
+  z = (z.array() - mu) / sd;
+  if (warp == "yeo_johnson") {
+    Eigen::VectorXd w = z;
+    gp::warp_outputs(w);
+    z = w;
+  }
+  const double before = *std::min_element(fin.begin(), fin.begin() + n_before);
+  return before - *std::min_element(fin.begin(), fin.end());
+}
+
+// The stagnation rule of GpParams::restart_*: the best improved by at most `tol` (model units) over the window.
+bool stagnant(const std::vector<double>& v, int64_t n_startup, int64_t patience, double tol, const std::string& warp) {
+  double g = recent_gain(v, n_startup, patience, warp);
+  return g >= 0.0 && g <= tol;
+}
+
+// Whether trial `number` belongs to the restart stream's share: the asks where floor(share * number) steps up,
+// evenly spread (share 0.5: every odd number; 1: every ask).
+bool share_pick(int64_t number, double share) {
+  return std::floor(share * static_cast<double>(number + 1)) > std::floor(share * static_cast<double>(number));
+}
+
+// The model-based ask over the trials `done` (data) and `pending` (fantasies): fit, acquisition search, and the best
+// valid configuration not in `seen`. Requires done.size() >= 1 and every trial in done/pending encodable by `lay`.
+Proposal model_proposal(const GpParams& params, uint64_t seed, const History& h, const Layout& lay,
+                        const std::vector<const Trial*>& done, const std::vector<const Trial*>& pending,
+                        const std::unordered_set<std::string>& seen, int64_t number) {
+  const SearchSpace& space = lay.space();
+  const size_t P = space.size();
+  const size_t M = std::max<size_t>(1, h.objectives.size());
+
+  // Objective to minimize, one per COMPLETE trial.
+  const int n_all = static_cast<int>(done.size());
+  std::vector<double> y(n_all);
+  if (M == 1) {
+    double s = h.objectives.empty() ? 1.0 : search::minimize_sign(h.objectives[0].direction);
+    for (int i = 0; i < n_all; ++i) y[i] = s * done[i]->values[0];
+  } else {
+    // ParEGO: normalize each objective to [0, 1] over the data, then augmented Chebyshev with fresh weights.
+    Rng rng(derive_seed(seed, number, kParego));
+    std::vector<double> lam(M);
+    double tot = 0.0;
+    for (auto& l : lam) tot += (l = -std::log(1.0 - rng.uniform()));
+    for (auto& l : lam) l /= tot;
+    std::vector<double> lo(M, std::numeric_limits<double>::infinity()), hi(M, -lo[0]);
+    for (const Trial* t : done)
+      for (size_t m = 0; m < M; ++m) {
+        double v = search::minimize_sign(h.objectives[m].direction) * t->values[m];
+        lo[m] = std::min(lo[m], v);
+        hi[m] = std::max(hi[m], v);
+      }
+    for (int i = 0; i < n_all; ++i) {
+      double mx = -std::numeric_limits<double>::infinity(), sum = 0.0;
+      for (size_t m = 0; m < M; ++m) {
+        double v = search::minimize_sign(h.objectives[m].direction) * done[i]->values[m];
+        double nv = hi[m] > lo[m] ? (v - lo[m]) / (hi[m] - lo[m]) : 0.0;
+        mx = std::max(mx, lam[m] * nv);
+        sum += lam[m] * nv;
+      }
+      y[i] = mx + params.parego_rho * sum;
+    }
+  }
+
+  // Constraints (Optuna's convention, tuners/constraints.hpp). A trial without the attr counts as feasible and
+  // gives no data to the constraint models, so a study without constraints runs exactly the unconstrained path.
+  std::vector<std::optional<std::vector<double>>> cons(static_cast<size_t>(n_all));
+  size_t n_con = 0;
+  for (int i = 0; i < n_all; ++i) {
+    cons[i] = constraints_of(*done[i]);
+    if (cons[i]) n_con = std::max(n_con, cons[i]->size());
+  }
+  std::vector<char> feas(static_cast<size_t>(n_all), 1);
+  // Ranking key of the subset rule and of the local candidates: feasible trials by value, then infeasible ones by
+  // value (equal to y when nothing is infeasible).
+  std::vector<double> yk = y;
+  if (n_con > 0) {
+    double lo = *std::min_element(y.begin(), y.end()), hi = *std::max_element(y.begin(), y.end());
+    for (int i = 0; i < n_all; ++i) {
+      feas[i] = !cons[i] || feasible(*cons[i]);
+      if (!feas[i]) yk[i] = y[i] + (hi - lo) + 1.0;
+    }
+  }
+
+  // Bounded cost: model and fit subsets.
+  Rng model_rng(derive_seed(seed, number, kModelSubset));
+  std::vector<int> sel = choose_subset(yk, static_cast<int>(params.max_model_points), model_rng);
+  const int n = static_cast<int>(sel.size());
+  const int D = lay.n_inputs();
+  gp::RowMatrix X(n, D);
+  Eigen::VectorXd ys(n);
+  for (int r = 0; r < n; ++r) {
+    lay.from_config(done[sel[r]]->config, X.row(r).data());
+    ys[r] = y[sel[r]];
+  }
+  double mu = ys.mean();
+  double sd = n > 1 ? std::sqrt((ys.array() - mu).square().sum() / (n - 1)) : 0.0;
+  if (!(sd > 0.0) || !std::isfinite(sd)) sd = 1.0;
+  ys = (ys.array() - mu) / sd;
+  if (params.output_warp == "yeo_johnson") gp::warp_outputs(ys);
+
+  std::vector<double> ysv(ys.data(), ys.data() + n);
+  Rng fit_rng(derive_seed(seed, number, kFitSubset));
+  std::vector<int> fsel = choose_subset(ysv, static_cast<int>(params.max_fit_points), fit_rng);
+  gp::RowMatrix Xf(static_cast<Eigen::Index>(fsel.size()), D);
+  Eigen::VectorXd yf(static_cast<Eigen::Index>(fsel.size()));
+  for (size_t r = 0; r < fsel.size(); ++r) {
+    Xf.row(static_cast<Eigen::Index>(r)) = X.row(fsel[r]);
+    yf[static_cast<Eigen::Index>(r)] = ys[fsel[r]];
+  }
+  gp::FitOptions fo;
+  fo.restarts = static_cast<int>(params.fit_restarts);
+  fo.max_iters = static_cast<int>(params.fit_iters);
+  fo.prior.enabled = params.priors;
+  fo.prior.min_noise = params.min_noise;
+  gp::Hyper hyper = gp::fit_hyper(Xf, yf, fo, derive_seed(seed, number, kFitStarts));
+  gp::GpModel model(X, ys, hyper);
+
+  gp::Acquisition acq;
+  acq.kind = gp::acq_kind_from_string(params.acquisition);
+  acq.best = ys.minCoeff();
+  acq.xi = params.xi;
+  acq.kappa = params.ucb_kappa;
+  // The incumbent is the best FEASIBLE value; with none feasible yet the objective term is dropped and the search
+  // maximizes the probability of feasibility alone (Gardner et al. 2014; Optuna's GPSampler does the same).
+  bool any_feasible = true;
+  if (n_con > 0) {
+    any_feasible = false;
+    for (int r = 0; r < n; ++r)
+      if (feas[sel[r]]) {
+        acq.best = any_feasible ? std::min(acq.best, ys[r]) : ys[r];
+        any_feasible = true;
+      }
+  }
+
+  if (params.pending != "ignore") {
+    double lie = params.pending == "liar_min" ? ys.minCoeff() : params.pending == "liar_max" ? ys.maxCoeff() : 0.0;
+    std::vector<double> f(D);
+    for (const Trial* t : pending) {
+      lay.from_config(t->config, f.data());
+      double v = params.pending == "believer" ? model.predict_one(f.data(), nullptr, nullptr, nullptr) : lie;
+      model.add(f.data(), v);
+      // The fantasy counts as an observation: a believed value below the incumbent becomes the incumbent, or EI
+      // would still reward (best - mu) > 0 right next to the running trial.
+      acq.best = std::min(acq.best, v);
+    }
+  }
+
+  // One GP per constraint, on the model rows that report it: standardized values (no warping, which would move the
+  // threshold), MAP hyperparameters fitted on the rows nearest the boundary plus a seeded subsample.
+  std::vector<gp::GpModel> con_models;
+  std::vector<double> con_thr;
+  con_models.reserve(n_con);
+  for (size_t j = 0; j < n_con; ++j) {
+    std::vector<int> rows;
+    std::vector<double> cv;
+    for (int r = 0; r < n; ++r) {
+      const auto& c = cons[sel[r]];
+      if (c && c->size() > j && std::isfinite((*c)[j])) {
+        rows.push_back(r);
+        cv.push_back((*c)[j]);
+      }
+    }
+    if (rows.size() < 2) continue;
+    const int m = static_cast<int>(rows.size());
+    Eigen::Map<Eigen::VectorXd> cm(cv.data(), m);
+    double cmu = cm.mean();
+    double csd = std::sqrt((cm.array() - cmu).square().sum() / (m - 1));
+    if (!(csd > 0.0) || !std::isfinite(csd)) csd = 1.0;
+    gp::RowMatrix Xc(m, D);
+    Eigen::VectorXd yc(m);
+    std::vector<double> near(static_cast<size_t>(m));
+    const double thr = (0.0 - cmu) / csd;
+    for (int r = 0; r < m; ++r) {
+      Xc.row(r) = X.row(rows[r]);
+      yc[r] = (cv[r] - cmu) / csd;
+      near[r] = std::fabs(yc[r] - thr);
+    }
+    Rng crng_sub(derive_seed(seed, number, kConstraintSubset + 0x100 * j));
+    std::vector<int> cfsel = choose_subset(near, static_cast<int>(params.max_fit_points), crng_sub);
+    gp::RowMatrix Xcf(static_cast<Eigen::Index>(cfsel.size()), D);
+    Eigen::VectorXd ycf(static_cast<Eigen::Index>(cfsel.size()));
+    for (size_t r = 0; r < cfsel.size(); ++r) {
+      Xcf.row(static_cast<Eigen::Index>(r)) = Xc.row(cfsel[r]);
+      ycf[static_cast<Eigen::Index>(r)] = yc[cfsel[r]];
+    }
+    gp::Hyper hc = gp::fit_hyper(Xcf, ycf, fo, derive_seed(seed, number, kConstraintFit + 0x100 * j));
+    con_models.emplace_back(std::move(Xc), std::move(yc), hc);
+    con_thr.push_back(thr);
+  }
+  std::vector<AcqTerm> terms;
+  if (any_feasible) terms.push_back({&model, acq});
+  for (size_t j = 0; j < con_models.size(); ++j) {
+    gp::Acquisition pof;
+    pof.kind = gp::AcqKind::LogPI;
+    pof.best = con_thr[j];
+    terms.push_back({&con_models[j], pof});
+  }
+  if (terms.empty()) terms.push_back({&model, acq});  // nothing feasible and no constraint model yet
+
+  // Candidates: scrambled Sobol' points, plus perturbations of the best trials (where the optimum usually is).
+  Rng crng(derive_seed(seed, number, kCandidates));
+  SobolDesign design(P, crng);
+  std::vector<std::vector<double>> U;
+  U.reserve(static_cast<size_t>(params.n_candidates + params.n_local_candidates));
+  for (int64_t i = 0; i < params.n_candidates; ++i) U.push_back(design.point(static_cast<uint64_t>(i), crng));
+  {
+    std::vector<int> order(n_all);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return yk[a] < yk[b]; });
+    int n_top = std::min(n_all, 5);
+    double p_move = std::min(1.0, std::max(0.2, 3.0 / std::max<double>(1.0, lay.n_free())));
+    for (int64_t i = 0; i < params.n_local_candidates && n_top > 0; ++i) {
+      std::vector<double> u = space.encode(done[order[i % n_top]]->config);
+      double scale = (i / n_top) % 2 == 0 ? 0.1 : 0.01;
+      bool moved = false;
+      for (size_t k = 0; k < P; ++k) {
+        if (lay.slot(k).kind == Layout::Kind::None || rng_skip(crng, p_move)) continue;
+        moved = true;
+        if (lay.slot(k).kind == Layout::Kind::Cat)
+          u[k] = crng.uniform();
+        else
+          u[k] = std::clamp(u[k] + scale * crng.normal(), 0.0, 1.0);
+      }
+      if (!moved) {
+        size_t k = static_cast<size_t>(crng.below(static_cast<int64_t>(P)));
+        u[k] = lay.slot(k).kind == Layout::Kind::Cat ? crng.uniform() : std::clamp(u[k] + scale * crng.normal(), 0.0, 1.0);
+      }
+      U.push_back(std::move(u));
+    }
+  }
+
+  AcqSearch search(lay, std::move(terms), params);
+  std::vector<double> vals = search.eval_batch(U);
+  std::vector<size_t> order(U.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return vals[a] > vals[b]; });
+
+  std::vector<Scored> results;
+  std::unordered_set<std::string> refined_keys;
+  for (size_t r = 0; r < order.size() && static_cast<int64_t>(refined_keys.size()) < params.n_refine; ++r) {
+    const auto& u = U[order[r]];
+    std::string key = space.key(space.decode(u));
+    if (!refined_keys.insert(key).second) continue;
+    results.push_back(search.refine(u, vals[order[r]]));
+  }
+  for (size_t r : order) results.push_back({vals[r], U[r]});
+  std::stable_sort(results.begin(), results.end(), [](const Scored& a, const Scored& b) { return a.value > b.value; });
+  for (const auto& s : results) {
+    Config c = space.decode(s.u);
+    if (!seen.count(space.key(c))) return Proposal{std::move(c), {}, std::nullopt};
+  }
+  Rng rng(derive_seed(seed, number, kFallback));
+  auto alt = random_unseen(space, seen, rng);
+  if (!alt) throw SpaceExhausted("tuner 'gp': every configuration of the finite space has been proposed");
+  return Proposal{std::move(*alt), {}, std::nullopt};
+}
+
 }  // namespace
 
 GpTuner::GpTuner(GpParams params, uint64_t seed) : params_(std::move(params)), seed_(seed) {}
@@ -439,230 +745,49 @@ Proposal GpTuner::ask(const History& h, int64_t number) {
     return Proposal{std::move(c), {}, std::nullopt};
   }
 
-  // Objective to minimize, one per COMPLETE trial.
-  const int n_all = static_cast<int>(done.size());
-  std::vector<double> y(n_all);
-  if (M == 1) {
-    double s = h.objectives.empty() ? 1.0 : search::minimize_sign(h.objectives[0].direction);
-    for (int i = 0; i < n_all; ++i) y[i] = s * done[i]->values[0];
+  // Stream of this ask (GpParams::restart_*): 0 = the main model over every trial, k > 0 = restart segment k.
+  const int64_t patience =
+      params_.restart_patience >= 0 ? params_.restart_patience : std::max<int64_t>(15, 2 * (lay.n_free() + 1));
+  auto members = [&](const std::vector<const Trial*>& ts, int64_t k) {
+    std::vector<const Trial*> out;
+    for (const Trial* t : ts)
+      if (restart_segment(*t) == k) out.push_back(t);
+    return out;
+  };
+  auto is_stagnant = [&](const std::vector<const Trial*>& ts) {
+    return stagnant(stagnation_values(ts, h), n_startup, patience, params_.restart_tol, params_.output_warp);
+  };
+  int64_t seg = 0;
+  if (patience > 0 && M == 1 && share_pick(number, params_.restart_share)) {
+    // The newest segment runs until it is itself stagnant (even after it has moved the study's best); then a new
+    // one opens if the study is stagnant, else the ask is the main model's.
+    for (const Trial* t : h.trials)
+      if (t->number != number) seg = std::max(seg, restart_segment(*t));
+    if (seg == 0 || is_stagnant(members(done, seg))) seg = is_stagnant(done) ? seg + 1 : 0;
+  }
+  if (seg == 0) return model_proposal(params_, seed_, h, lay, done, pending, seen, number);
+
+  const std::vector<const Trial*> seg_done = members(done, seg);
+  Proposal prop;
+  if (static_cast<int64_t>(seg_done.size()) < std::max<int64_t>(1, n_startup)) {
+    // The segment's own start-up design: point k of a design scrambled for this segment, k = its trials so far.
+    int64_t k = 0;
+    for (const Trial* t : h.trials) k += t->number != number && restart_segment(*t) == seg;
+    Rng design_rng(derive_seed(seed_, seg, kRestartDesign));
+    SobolDesign design(P, design_rng);
+    Rng fill(derive_seed(seed_, number, kStartupFill));
+    prop.config = space.decode(design.point(static_cast<uint64_t>(k), fill));
+    if (seen.count(space.key(prop.config))) {
+      Rng rng(derive_seed(seed_, number, kStartupDedup));
+      auto alt = random_unseen(space, seen, rng);
+      if (!alt) throw SpaceExhausted("tuner 'gp': every configuration of the finite space has been proposed");
+      prop.config = std::move(*alt);
+    }
   } else {
-    // ParEGO: normalize each objective to [0, 1] over the data, then augmented Chebyshev with fresh weights.
-    Rng rng(derive_seed(seed_, number, kParego));
-    std::vector<double> lam(M);
-    double tot = 0.0;
-    for (auto& l : lam) tot += (l = -std::log(1.0 - rng.uniform()));
-    for (auto& l : lam) l /= tot;
-    std::vector<double> lo(M, std::numeric_limits<double>::infinity()), hi(M, -lo[0]);
-    for (const Trial* t : done)
-      for (size_t m = 0; m < M; ++m) {
-        double v = search::minimize_sign(h.objectives[m].direction) * t->values[m];
-        lo[m] = std::min(lo[m], v);
-        hi[m] = std::max(hi[m], v);
-      }
-    for (int i = 0; i < n_all; ++i) {
-      double mx = -std::numeric_limits<double>::infinity(), sum = 0.0;
-      for (size_t m = 0; m < M; ++m) {
-        double v = search::minimize_sign(h.objectives[m].direction) * done[i]->values[m];
-        double nv = hi[m] > lo[m] ? (v - lo[m]) / (hi[m] - lo[m]) : 0.0;
-        mx = std::max(mx, lam[m] * nv);
-        sum += lam[m] * nv;
-      }
-      y[i] = mx + params_.parego_rho * sum;
-    }
+    prop = model_proposal(params_, seed_, h, lay, seg_done, members(pending, seg), seen, number);
   }
-
-  // Constraints (Optuna's convention, tuners/constraints.hpp). A trial without the attr counts as feasible and
-  // gives no data to the constraint models, so a study without constraints runs exactly the unconstrained path.
-  std::vector<std::optional<std::vector<double>>> cons(static_cast<size_t>(n_all));
-  size_t n_con = 0;
-  for (int i = 0; i < n_all; ++i) {
-    cons[i] = constraints_of(*done[i]);
-    if (cons[i]) n_con = std::max(n_con, cons[i]->size());
-  }
-  std::vector<char> feas(static_cast<size_t>(n_all), 1);
-  // Ranking key of the subset rule and of the local candidates: feasible trials by value, then infeasible ones by
-  // value (equal to y when nothing is infeasible).
-  std::vector<double> yk = y;
-  if (n_con > 0) {
-    double lo = *std::min_element(y.begin(), y.end()), hi = *std::max_element(y.begin(), y.end());
-    for (int i = 0; i < n_all; ++i) {
-      feas[i] = !cons[i] || feasible(*cons[i]);
-      if (!feas[i]) yk[i] = y[i] + (hi - lo) + 1.0;
-    }
-  }
-
-  // Bounded cost: model and fit subsets.
-  Rng model_rng(derive_seed(seed_, number, kModelSubset));
-  std::vector<int> sel = choose_subset(yk, static_cast<int>(params_.max_model_points), model_rng);
-  const int n = static_cast<int>(sel.size());
-  const int D = lay.n_inputs();
-  gp::RowMatrix X(n, D);
-  Eigen::VectorXd ys(n);
-  for (int r = 0; r < n; ++r) {
-    lay.from_config(done[sel[r]]->config, X.row(r).data());
-    ys[r] = y[sel[r]];
-  }
-  double mu = ys.mean();
-  double sd = n > 1 ? std::sqrt((ys.array() - mu).square().sum() / (n - 1)) : 0.0;
-  if (!(sd > 0.0) || !std::isfinite(sd)) sd = 1.0;
-  ys = (ys.array() - mu) / sd;
-  if (params_.output_warp == "yeo_johnson") gp::warp_outputs(ys);
-
-  std::vector<double> ysv(ys.data(), ys.data() + n);
-  Rng fit_rng(derive_seed(seed_, number, kFitSubset));
-  std::vector<int> fsel = choose_subset(ysv, static_cast<int>(params_.max_fit_points), fit_rng);
-  gp::RowMatrix Xf(static_cast<Eigen::Index>(fsel.size()), D);
-  Eigen::VectorXd yf(static_cast<Eigen::Index>(fsel.size()));
-  for (size_t r = 0; r < fsel.size(); ++r) {
-    Xf.row(static_cast<Eigen::Index>(r)) = X.row(fsel[r]);
-    yf[static_cast<Eigen::Index>(r)] = ys[fsel[r]];
-  }
-  gp::FitOptions fo;
-  fo.restarts = static_cast<int>(params_.fit_restarts);
-  fo.max_iters = static_cast<int>(params_.fit_iters);
-  fo.prior.enabled = params_.priors;
-  fo.prior.min_noise = params_.min_noise;
-  gp::Hyper hyper = gp::fit_hyper(Xf, yf, fo, derive_seed(seed_, number, kFitStarts));
-  gp::GpModel model(X, ys, hyper);
-
-  gp::Acquisition acq;
-  acq.kind = gp::acq_kind_from_string(params_.acquisition);
-  acq.best = ys.minCoeff();
-  acq.xi = params_.xi;
-  acq.kappa = params_.ucb_kappa;
-  // The incumbent is the best FEASIBLE value; with none feasible yet the objective term is dropped and the search
-  // maximizes the probability of feasibility alone (Gardner et al. 2014; Optuna's GPSampler does the same).
-  bool any_feasible = true;
-  if (n_con > 0) {
-    any_feasible = false;
-    for (int r = 0; r < n; ++r)
-      if (feas[sel[r]]) {
-        acq.best = any_feasible ? std::min(acq.best, ys[r]) : ys[r];
-        any_feasible = true;
-      }
-  }
-
-  if (params_.pending != "ignore") {
-    double lie = params_.pending == "liar_min" ? ys.minCoeff() : params_.pending == "liar_max" ? ys.maxCoeff() : 0.0;
-    std::vector<double> f(D);
-    for (const Trial* t : pending) {
-      lay.from_config(t->config, f.data());
-      double v = params_.pending == "believer" ? model.predict_one(f.data(), nullptr, nullptr, nullptr) : lie;
-      model.add(f.data(), v);
-      // The fantasy counts as an observation: a believed value below the incumbent becomes the incumbent, or EI
-      // would still reward (best - mu) > 0 right next to the running trial.
-      acq.best = std::min(acq.best, v);
-    }
-  }
-
-  // One GP per constraint, on the model rows that report it: standardized values (no warping, which would move the
-  // threshold), MAP hyperparameters fitted on the rows nearest the boundary plus a seeded subsample.
-  std::vector<gp::GpModel> con_models;
-  std::vector<double> con_thr;
-  con_models.reserve(n_con);
-  for (size_t j = 0; j < n_con; ++j) {
-    std::vector<int> rows;
-    std::vector<double> cv;
-    for (int r = 0; r < n; ++r) {
-      const auto& c = cons[sel[r]];
-      if (c && c->size() > j && std::isfinite((*c)[j])) {
-        rows.push_back(r);
-        cv.push_back((*c)[j]);
-      }
-    }
-    if (rows.size() < 2) continue;
-    const int m = static_cast<int>(rows.size());
-    Eigen::Map<Eigen::VectorXd> cm(cv.data(), m);
-    double cmu = cm.mean();
-    double csd = std::sqrt((cm.array() - cmu).square().sum() / (m - 1));
-    if (!(csd > 0.0) || !std::isfinite(csd)) csd = 1.0;
-    gp::RowMatrix Xc(m, D);
-    Eigen::VectorXd yc(m);
-    std::vector<double> near(static_cast<size_t>(m));
-    const double thr = (0.0 - cmu) / csd;
-    for (int r = 0; r < m; ++r) {
-      Xc.row(r) = X.row(rows[r]);
-      yc[r] = (cv[r] - cmu) / csd;
-      near[r] = std::fabs(yc[r] - thr);
-    }
-    Rng crng_sub(derive_seed(seed_, number, kConstraintSubset + 0x100 * j));
-    std::vector<int> cfsel = choose_subset(near, static_cast<int>(params_.max_fit_points), crng_sub);
-    gp::RowMatrix Xcf(static_cast<Eigen::Index>(cfsel.size()), D);
-    Eigen::VectorXd ycf(static_cast<Eigen::Index>(cfsel.size()));
-    for (size_t r = 0; r < cfsel.size(); ++r) {
-      Xcf.row(static_cast<Eigen::Index>(r)) = Xc.row(cfsel[r]);
-      ycf[static_cast<Eigen::Index>(r)] = yc[cfsel[r]];
-    }
-    gp::Hyper hc = gp::fit_hyper(Xcf, ycf, fo, derive_seed(seed_, number, kConstraintFit + 0x100 * j));
-    con_models.emplace_back(std::move(Xc), std::move(yc), hc);
-    con_thr.push_back(thr);
-  }
-  std::vector<AcqTerm> terms;
-  if (any_feasible) terms.push_back({&model, acq});
-  for (size_t j = 0; j < con_models.size(); ++j) {
-    gp::Acquisition pof;
-    pof.kind = gp::AcqKind::LogPI;
-    pof.best = con_thr[j];
-    terms.push_back({&con_models[j], pof});
-  }
-  if (terms.empty()) terms.push_back({&model, acq});  // nothing feasible and no constraint model yet
-
-  // Candidates: scrambled Sobol' points, plus perturbations of the best trials (where the optimum usually is).
-  Rng crng(derive_seed(seed_, number, kCandidates));
-  SobolDesign design(P, crng);
-  std::vector<std::vector<double>> U;
-  U.reserve(static_cast<size_t>(params_.n_candidates + params_.n_local_candidates));
-  for (int64_t i = 0; i < params_.n_candidates; ++i) U.push_back(design.point(static_cast<uint64_t>(i), crng));
-  {
-    std::vector<int> order(n_all);
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return yk[a] < yk[b]; });
-    int n_top = std::min(n_all, 5);
-    double p_move = std::min(1.0, std::max(0.2, 3.0 / std::max<double>(1.0, lay.n_free())));
-    for (int64_t i = 0; i < params_.n_local_candidates && n_top > 0; ++i) {
-      std::vector<double> u = space.encode(done[order[i % n_top]]->config);
-      double scale = (i / n_top) % 2 == 0 ? 0.1 : 0.01;
-      bool moved = false;
-      for (size_t k = 0; k < P; ++k) {
-        if (lay.slot(k).kind == Layout::Kind::None || rng_skip(crng, p_move)) continue;
-        moved = true;
-        if (lay.slot(k).kind == Layout::Kind::Cat)
-          u[k] = crng.uniform();
-        else
-          u[k] = std::clamp(u[k] + scale * crng.normal(), 0.0, 1.0);
-      }
-      if (!moved) {
-        size_t k = static_cast<size_t>(crng.below(static_cast<int64_t>(P)));
-        u[k] = lay.slot(k).kind == Layout::Kind::Cat ? crng.uniform() : std::clamp(u[k] + scale * crng.normal(), 0.0, 1.0);
-      }
-      U.push_back(std::move(u));
-    }
-  }
-
-  AcqSearch search(lay, std::move(terms), params_);
-  std::vector<double> vals = search.eval_batch(U);
-  std::vector<size_t> order(U.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return vals[a] > vals[b]; });
-
-  std::vector<Scored> results;
-  std::unordered_set<std::string> refined_keys;
-  for (size_t r = 0; r < order.size() && static_cast<int64_t>(refined_keys.size()) < params_.n_refine; ++r) {
-    const auto& u = U[order[r]];
-    std::string key = space.key(space.decode(u));
-    if (!refined_keys.insert(key).second) continue;
-    results.push_back(search.refine(u, vals[order[r]]));
-  }
-  for (size_t r : order) results.push_back({vals[r], U[r]});
-  std::stable_sort(results.begin(), results.end(), [](const Scored& a, const Scored& b) { return a.value > b.value; });
-  for (const auto& s : results) {
-    Config c = space.decode(s.u);
-    if (!seen.count(space.key(c))) return Proposal{std::move(c), {}, std::nullopt};
-  }
-  Rng rng(derive_seed(seed_, number, kFallback));
-  auto alt = random_unseen(space, seen, rng);
-  if (!alt) throw SpaceExhausted("tuner 'gp': every configuration of the finite space has been proposed");
-  return Proposal{std::move(*alt), {}, std::nullopt};
+  prop.attrs[kAttrRestart] = std::to_string(seg);
+  return prop;
 }
 
 std::unique_ptr<Tuner> make_gp_tuner(const nlohmann::json& params, uint64_t seed) {

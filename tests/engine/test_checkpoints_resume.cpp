@@ -1,5 +1,6 @@
-// Resume through a real store: a Hyperband, BOHB, ASHA or PBT study closed mid-bracket / mid-generation and reopened
-// from its SQLite file proposes exactly what an uninterrupted study with the same seed proposes.
+// Resume through a real store: a Hyperband, BOHB, ASHA or PBT study closed mid-bracket / mid-generation (or a GP study
+// inside a stagnation-restart segment) and reopened from its SQLite file proposes exactly what an uninterrupted study
+// with the same seed proposes.
 #include <gtest/gtest.h>
 
 #include "engine/study.hpp"
@@ -45,6 +46,8 @@ TEST(CheckpointsResume, ReopenedStudiesRepeatTheUninterruptedDecisions) {
       {"asha", {{"max_resource", 27}, {"eta", 3}}},
       {"pbt", {{"population", 4}, {"interval", 2}, {"total_steps", 12}}},
       {"pbt", {{"population", 4}, {"interval", 2}, {"total_steps", 12}, {"mode", "async"}}},
+      // Restart segments live in the trials' attrs (gp_restart), so they must survive the store round trip.
+      {"gp", {{"restart_patience", 5}, {"restart_share", 0.5}, {"n_candidates", 256}}},
   };
   for (const auto& [kind, params] : cases) {
     TempDir d;
@@ -62,6 +65,11 @@ TEST(CheckpointsResume, ReopenedStudiesRepeatTheUninterruptedDecisions) {
     }
     EXPECT_EQ(straight, resumed) << kind << " " << params.dump();
     EXPECT_GE(straight.size(), 12u) << kind;  // async PBT copies jump members ahead, so it runs fewer
+    if (kind == "gp") {
+      int restart_trials = 0;
+      for (const auto& line : straight) restart_trials += line.find("gp_restart=") != std::string::npos;
+      EXPECT_GT(restart_trials, 0) << "the GP study should have entered a restart segment";
+    }
   }
 }
 

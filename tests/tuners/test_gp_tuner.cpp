@@ -1,6 +1,7 @@
 // Tests of GpTuner as a whole: the shared tuner conformance suite, its options, optimization quality on a quadratic
 // and on Branin within stated budgets, running trials, ignored failures and multi-objective studies.
 #include <cmath>
+#include <functional>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -13,6 +14,13 @@ namespace kestrel::tuners::testing {
 
 INSTANTIATE_TEST_SUITE_P(Gp, TunerConformance, ::testing::Values(TunerCase{"gp", {}, true, true, 40, 0.05}),
                          case_name);
+// The same contract with stagnation restarts made frequent (short patience, half the asks): restart segments are
+// rebuilt from the trials' attrs, so a fresh instance must still reproduce every proposal.
+INSTANTIATE_TEST_SUITE_P(
+    GpRestarts, TunerConformance,
+    ::testing::Values(TunerCase{
+        "gp", {{"restart_patience", 4}, {"restart_share", 0.5}, {"restart_tol", 0.5}}, true, true, 40, 0.05}),
+    case_name);
 
 namespace {
 
@@ -36,7 +44,95 @@ double run_branin(uint64_t seed, int budget) {
   return *st.best() - kBraninMin;
 }
 
+// Restart segment of a trial (GpTuner::kAttrRestart), 0 when it has none.
+int64_t segment_of(const Trial& t) {
+  auto it = t.attrs.find(GpTuner::kAttrRestart);
+  return it == t.attrs.end() ? 0 : std::stoll(it->second);
+}
+
+// A history of `n` COMPLETE trials of the 2-d unit square at seeded points with the given values.
+void fill(MiniStudy& st, int n, const std::function<double(int)>& value) {
+  for (int i = 0; i < n; ++i) {
+    GpTuner random_points(GpParams::from_json({{"n_startup_trials", 1000}, {"restart_patience", 0}}), 11);
+    Trial& tr = st.ask(random_points);  // the Sobol' start-up design: distinct points, no model
+    st.tell(tr, value(i));
+  }
+}
+
 }  // namespace
+
+TEST(GpTuner, StagnationRestartTriggersOnAStagnantHistoryAndNotOnAnImprovingOne) {
+  SearchSpace s({ParamSpec::uniform("x", 0, 1), ParamSpec::uniform("y", 0, 1)});
+  nlohmann::json on = {{"restart_patience", 10}, {"restart_tol", 0.05}, {"restart_share", 1.0}};
+  // Stagnant: the best value (trial 3) is never beaten in the 26 trials after it.
+  MiniStudy flat(s);
+  fill(flat, 30, [](int i) { return i == 3 ? 0.0 : 1.0 + 0.01 * (i % 7); });
+  Proposal p = GpTuner(GpParams::from_json(on), 5).ask(flat.history(), flat.next_number());
+  ASSERT_NO_THROW(s.check(p.config));
+  EXPECT_EQ(p.attrs.count(GpTuner::kAttrRestart), 1u);
+  EXPECT_EQ(p.attrs[GpTuner::kAttrRestart], "1");
+  // Improving: every trial beats the previous best by a wide margin, so no restart.
+  MiniStudy down(s);
+  fill(down, 30, [](int i) { return -1.0 * i; });
+  Proposal q = GpTuner(GpParams::from_json(on), 5).ask(down.history(), down.next_number());
+  EXPECT_EQ(q.attrs.count(GpTuner::kAttrRestart), 0u);
+  // The same stagnant history with the default options (mechanism off), or with one improvement inside the
+  // window: no restart.
+  Proposal r = GpTuner(GpParams{}, 5).ask(flat.history(), flat.next_number());
+  EXPECT_EQ(r.attrs.count(GpTuner::kAttrRestart), 0u);
+  MiniStudy late(s);
+  fill(late, 30, [](int i) { return i == 3 ? 0.0 : i == 25 ? -1.0 : 1.0 + 0.01 * (i % 7); });
+  Proposal t = GpTuner(GpParams::from_json(on), 5).ask(late.history(), late.next_number());
+  EXPECT_EQ(t.attrs.count(GpTuner::kAttrRestart), 0u);
+}
+
+TEST(GpTuner, StagnationRestartsOpenNewSegmentsWithValidProposalsOnEveryParameterKind) {
+  // A constant objective never improves: after the start-up and the patience, every ask (share 1) belongs to a
+  // restart segment; each segment is itself stagnant after n_startup + patience trials, so a new one opens.
+  SearchSpace s = every_kind_space();
+  nlohmann::json on = {{"restart_patience", 5}, {"restart_share", 1.0}, {"n_candidates", 128}};
+  MiniStudy st(s);
+  GpTuner t(GpParams::from_json(on), 3);
+  int64_t last_segment = 0;
+  int restart_trials = 0;
+  for (int i = 0; i < 60; ++i) {
+    Trial& tr = st.ask(t);
+    ASSERT_NO_THROW(s.check(tr.config)) << "trial " << i;
+    int64_t seg = segment_of(tr);
+    EXPECT_GE(seg, last_segment) << "segments only move forward (trial " << i << ")";
+    last_segment = std::max(last_segment, seg);
+    restart_trials += seg > 0;
+    st.tell(tr, 1.0);
+  }
+  EXPECT_GE(last_segment, 2);
+  EXPECT_GE(restart_trials, 30);
+  std::set<std::string> keys;
+  for (const auto& tr : st.trials()) keys.insert(s.key(tr->config));
+  EXPECT_EQ(keys.size(), st.trials().size()) << "restart segments must not repeat earlier configurations";
+}
+
+TEST(GpTuner, StagnationRestartProposalsAreReproducedFromTheStoredHistory) {
+  // A two-basin function: broad local minimum 0 at (0.8, 0.8), narrow global minimum -1 at (0.15, 0.2). Every ask of
+  // a fresh instance (as after a resume) equals the long-lived instance's proposal, attrs included.
+  auto f = [](double x, double y) {
+    return -std::exp(-((x - 0.15) * (x - 0.15) + (y - 0.2) * (y - 0.2)) / 0.002) +
+           ((x - 0.8) * (x - 0.8) + (y - 0.8) * (y - 0.8));
+  };
+  nlohmann::json on = {{"restart_patience", 6}, {"restart_share", 0.5}};
+  SearchSpace s({ParamSpec::uniform("x", 0, 1), ParamSpec::uniform("y", 0, 1)});
+  MiniStudy st(s);
+  GpTuner t(GpParams::from_json(on), 21);
+  int restart_trials = 0;
+  for (int i = 0; i < 45; ++i) {
+    Proposal fresh = GpTuner(GpParams::from_json(on), 21).ask(st.history(), st.next_number());
+    Trial& tr = st.ask(t);
+    ASSERT_EQ(s.key(fresh.config), s.key(tr.config)) << "trial " << i;
+    ASSERT_EQ(fresh.attrs, tr.attrs) << "trial " << i;
+    restart_trials += segment_of(tr) > 0;
+    st.tell(tr, f(search::as_double(tr.config.at("x")), search::as_double(tr.config.at("y"))));
+  }
+  EXPECT_GT(restart_trials, 0) << "the run should have stagnated at least once";
+}
 
 TEST(GpTuner, ParamsHaveDocumentedDefaultsAndRejectBadValues) {
   GpParams p = GpParams::from_json(nlohmann::json::object());
@@ -53,6 +149,13 @@ TEST(GpTuner, ParamsHaveDocumentedDefaultsAndRejectBadValues) {
   EXPECT_THROW(GpParams::from_json({{"n_candidates", "many"}}), ConfigError);
   EXPECT_THROW(GpParams::from_json({{"lengthscale", 1.0}}), ConfigError);
   EXPECT_THROW(GpParams::from_json({{"output_warp", "log"}}), ConfigError);
+  EXPECT_THROW(GpParams::from_json({{"restart_patience", -2}}), ConfigError);
+  EXPECT_THROW(GpParams::from_json({{"restart_tol", -0.1}}), ConfigError);
+  EXPECT_THROW(GpParams::from_json({{"restart_share", 0.0}}), ConfigError);
+  EXPECT_THROW(GpParams::from_json({{"restart_share", 1.5}}), ConfigError);
+  EXPECT_EQ(GpParams::from_json({{"restart_share", 0.25}}).restart_share, 0.25);
+  EXPECT_EQ(p.restart_patience, 0);  // stagnation restarts are an option (see GpParams)
+  EXPECT_EQ(p.restart_share, 0.75);
   EXPECT_EQ(p.output_warp, "yeo_johnson");
   EXPECT_EQ(make_tuner("gp", nlohmann::json::object(), 1)->name(), "gp");
 }

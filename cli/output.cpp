@@ -126,7 +126,10 @@ void print_table(std::ostream& os, const std::vector<Trial>& trials, const std::
     for (size_t i = 0; i < objectives.size(); ++i) r.push_back(i < t.values.size() ? short_number(t.values[i]) : "-");
     if (any_constraints)
       r.push_back(!t.attrs.count(search::kAttrConstraints) ? "-" : engine::is_feasible(t) ? "yes" : "no");
-    if (any_prior) r.push_back(prior_of(t).empty() ? "-" : prior_of(t));
+    if (any_prior) {
+      const std::string from = prior_of(t);
+      r.push_back(from.empty() ? "-" : from);
+    }
     for (const auto& p : params) {
       auto it = t.config.find(p);
       r.push_back(it == t.config.end() ? "-" : value_text(it->second));
@@ -188,7 +191,6 @@ nlohmann::json trial_json(const Trial& t, const std::vector<Objective>& objectiv
   j["end"] = t.end_time > 0 ? nlohmann::json(t.end_time) : nlohmann::json(nullptr);
   double d = duration_of(t);
   j["duration_s"] = d < 0 ? nlohmann::json(nullptr) : nlohmann::json(d);
-  if (t.attrs.count(search::kAttrWarmStart)) j["prior"] = prior_of(t);  // a warm-start prior, not run here
   if (full) {
     auto reps = nlohmann::json::array();
     for (const auto& r : t.reports)

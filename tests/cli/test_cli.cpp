@@ -67,7 +67,7 @@ void expect_three_done(const TempDir& d, const std::string& c) {
   for (const auto& tr : j) {
     // Warm-start priors (configs/transfer_sweep.yaml copies the finished trials of another study) are not runs of
     // this sweep and do not count toward n_trials.
-    if (tr.contains("prior")) continue;
+    if (tr.contains("warm_start")) continue;
     done += tr["state"] == "COMPLETE" || tr["state"] == "PRUNED";
   }
   EXPECT_EQ(done, 3);

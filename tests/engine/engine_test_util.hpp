@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -36,6 +37,19 @@ struct TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 };
+
+// Writes "a,b,label" rows of two Gaussian blobs for the trainer-evaluator tests: row i has label i % 2, centre
+// (+cx, +cy) for label 1 and (-cx, -cy) for label 0, standard deviation sd, from a fixed seed (4).
+inline void write_blobs_csv(const fs::path& path, int n, double sd, double cx, double cy) {
+  std::mt19937_64 rng(4);
+  std::normal_distribution<double> noise(0.0, sd);
+  std::ofstream csv(path);
+  csv << "a,b,label\n";
+  for (int i = 0; i < n; ++i) {
+    int y = i % 2;
+    csv << (y ? cx : -cx) + noise(rng) << "," << (y ? cy : -cy) + noise(rng) << "," << y << "\n";
+  }
+}
 
 inline std::shared_ptr<store::Store> open_store_in(const TempDir& d, const std::string& file = "k.db") {
   return store::open_store("sqlite:///" + (d.path / file).string());

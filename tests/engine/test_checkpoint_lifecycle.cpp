@@ -198,14 +198,7 @@ struct Blobs {
   TempDir dir;
   fs::path train_file;
   Blobs() {
-    std::mt19937_64 rng(4);
-    std::normal_distribution<double> n(0.0, 0.6);
-    std::ofstream csv(dir.path / "blobs.csv");
-    csv << "a,b,label\n";
-    for (int i = 0; i < 120; ++i) {
-      int y = i % 2;
-      csv << (y ? 1.0 : -1.0) + n(rng) << "," << (y ? 0.5 : -0.5) + n(rng) << "," << y << "\n";
-    }
+    write_blobs_csv(dir.path / "blobs.csv", 120, 0.6, 1.0, 0.5);
     train_file = dir.path / "train.yaml";
     std::ofstream t(train_file);
     // A constant learning rate: only then does a longer total budget leave the earlier steps unchanged.

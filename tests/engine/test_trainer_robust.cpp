@@ -29,14 +29,7 @@ struct Problem {
   TempDir dir;
   fs::path train_file;
   explicit Problem(bool robustness = true, const std::string& extra_training = "") {
-    std::mt19937_64 rng(4);
-    std::normal_distribution<double> n(0.0, 0.5);
-    std::ofstream csv(dir.path / "blobs.csv");
-    csv << "a,b,label\n";
-    for (int i = 0; i < 160; ++i) {
-      int y = i % 2;
-      csv << (y ? 1.5 : -1.5) + n(rng) << "," << (y ? 1.0 : -1.0) + n(rng) << "," << y << "\n";
-    }
+    write_blobs_csv(dir.path / "blobs.csv", 160, 0.5, 1.5, 1.0);
     train_file = dir.path / "train.yaml";
     std::ofstream t(train_file);
     t << "model:\n"

@@ -1,5 +1,6 @@
 // Multi-fidelity benchmark driver: runs Kestrel's ASHA, Hyperband, BOHB (budget-owning tuners, promotions continue
-// from the parent's checkpoint), the ASHA pruner over random search, and full-budget random search on curves.hpp.
+// from the parent's checkpoint), the ASHA and median pruners over random search or TPE, and full-budget random search
+// on curves.hpp.
 // Usage: mf_bench METHOD BUDGET_STEPS SEEDS [moderate|strong|none] [FIRST_SEED] [PARAMS_JSON]  ->  one JSON line
 // per seed on stdout (seeds FIRST_SEED.., default 0; PARAMS_JSON: extra tuner options, e.g. '{"random_fraction":0}').
 #include <cstdio>
@@ -12,9 +13,11 @@
 
 #include "bench/multifidelity/curves.hpp"
 #include "tuners/asha.hpp"
+#include "tuners/pruners.hpp"
 #include "tuners/random.hpp"
 #include "tuners/multifidelity.hpp"
 #include "tuners/support.hpp"
+#include "tuners/tpe.hpp"
 #include "tuners/tuner.hpp"
 
 using namespace kestrel;
@@ -92,11 +95,11 @@ Outcome run_tuner(const std::string& kind, const nlohmann::json& params, uint64_
   return o;
 }
 
-// Random search with the ASHA pruner judging every step's report (no checkpoints needed: trials are not resumed).
-Outcome run_asha_pruner(uint64_t seed, int64_t budget) {
+// A sampler (random search or TPE with default settings, as Optuna's peers use its TPESampler) with a pruner judging
+// every step's report (no checkpoints needed: trials are not resumed).
+Outcome run_pruner(const std::string& sampler, Pruner& pruner, uint64_t seed, int64_t budget) {
   search::SearchSpace space = bench_space();
-  auto tuner = make_random_tuner({}, seed);
-  AshaPruner pruner(AshaPrunerParams{1, 3, 0}, "asha");
+  auto tuner = sampler == "tpe" ? make_tpe_tuner({}, seed) : make_random_tuner({}, seed);
   std::deque<search::Trial> trials;
   Rng noise(derive_seed(seed, -7, 0x6e6f697365));
   Outcome o;
@@ -122,7 +125,7 @@ Outcome run_asha_pruner(uint64_t seed, int64_t budget) {
       v = kestrel::bench::error_at(point(cur).data(), step, g_crossing) +
           kestrel::bench::kNoise * noise.normal();
       cur.reports.push_back({step, "value", v});
-      if (pruner.should_prune(h, cur, step)) {
+      if (step < kestrel::bench::kMaxSteps && pruner.should_prune(h, cur, step)) {
         cur.state = search::TrialState::Pruned;
         break;
       }
@@ -148,7 +151,8 @@ Outcome run_asha_pruner(uint64_t seed, int64_t budget) {
 int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr, "usage: mf_bench METHOD BUDGET_STEPS SEEDS [moderate|strong|none] [FIRST_SEED] [PARAMS_JSON]\n"
-                         "  methods: random asha hyperband bohb asha_pruner\n");
+                         "  methods: random asha hyperband bohb asha_pruner median_pruner asha_pruner_tpe "
+                         "median_pruner_tpe\n");
     return 2;
   }
   const std::string method = argv[1];
@@ -166,8 +170,16 @@ int main(int argc, char** argv) {
   nlohmann::json mf = {{"min_resource", 1}, {"max_resource", kestrel::bench::kMaxSteps}, {"eta", 3}};
   if (argc > 6) mf.update(nlohmann::json::parse(argv[6]));
   for (int s = first_seed; s < first_seed + seeds; ++s) {
-    Outcome o = method == "asha_pruner" ? run_asha_pruner(static_cast<uint64_t>(s), budget)
-                                        : run_tuner(method, mf, static_cast<uint64_t>(s), budget);
+    Outcome o;
+    if (method.rfind("asha_pruner", 0) == 0) {
+      AshaPruner pruner(AshaPrunerParams{1, 3, 0}, "asha");
+      o = run_pruner(method == "asha_pruner_tpe" ? "tpe" : "random", pruner, static_cast<uint64_t>(s), budget);
+    } else if (method.rfind("median_pruner", 0) == 0) {
+      PercentilePruner pruner(PercentileParams{}, "median");  // Optuna's MedianPruner defaults: 5 start-up trials
+      o = run_pruner(method == "median_pruner_tpe" ? "tpe" : "random", pruner, static_cast<uint64_t>(s), budget);
+    } else {
+      o = run_tuner(method, mf, static_cast<uint64_t>(s), budget);
+    }
     nlohmann::json j = {{"method", "kestrel_" + method}, {"seed", s}, {"problem", problem}, {"budget", budget}, {"steps", o.steps},
                         {"trials", o.trials}, {"true_final_error", o.picked_true}, {"observed", o.picked_observed}};
     std::printf("%s\n", j.dump().c_str());

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Multi-fidelity benchmark: Kestrel's ASHA, Hyperband, BOHB and ASHA pruner (C++ driver mf_bench) against Optuna's
+# Multi-fidelity benchmark: Kestrel's ASHA, Hyperband, BOHB, ASHA and median pruners (C++ driver mf_bench) against Optuna's
 # MedianPruner, SuccessiveHalvingPruner, HyperbandPruner, full-budget TPE and full-budget random search.
 """Usage (from the repository root):
   bench/multifidelity/run_bench.py --bin BUILD/bench/multifidelity/mf_bench      (CMake target mf_bench)
@@ -12,6 +12,8 @@ BUDGET steps (default 810 = 1/3 of full-budget random search's 30 x 81 steps), p
 filled with optuna>=5 by pip when missing); --optuna-raw FILE (repeatable) reuses stored optuna_peers.py lines instead
 (bench/multifidelity/results/optuna-810-*.jsonl: 20 seeds at 810 steps). kestrel_bohb_original_rule is BOHB with
 the rank validation off (min_rank_pairs 0, min_rank_agreement -1: the model on the largest budget with enough results).
+Pruner rows: kestrel_asha_pruner / kestrel_median_pruner sample at random, the *_tpe rows with Kestrel's TPE (default
+settings), as Optuna's pruner rows sample with its TPESampler.
 """
 import argparse
 import json
@@ -73,7 +75,8 @@ def main():
         runs = lines([binary, "random", str(3 * a.budget), str(a.seeds), problem])
         for r in runs:
             r["method"] = "kestrel_random_full_3x"
-        for m in ("random", "asha", "hyperband", "bohb", "asha_pruner"):
+        for m in ("random", "asha", "hyperband", "bohb", "asha_pruner", "asha_pruner_tpe", "median_pruner",
+                  "median_pruner_tpe"):
             runs += lines([binary, m, str(a.budget), str(a.seeds), problem])
         original = lines([binary, "bohb", str(a.budget), str(a.seeds), problem, "0",
                           json.dumps({"min_rank_pairs": 0, "min_rank_agreement": -1})])

@@ -8,9 +8,11 @@
 //
 //   transfer_bench [--seeds 1,2,3] [--labels 100,1000] [--epochs N] [--epochs-large N] [--pretrain-epochs N]
 //                  [--pseudo-rounds N] [--pseudo-max N] [--pseudo-threshold X] [--model configs/models/X.yaml] [--threads N] [--no-pseudo]
-//                  [--out results.jsonl]
+//                  [--augment PAD] [--out results.jsonl]
 // --epochs: fine-tuning epochs (default: the file's); --epochs-large: epochs for 1,000 or more labels per
-// class (default: as --epochs); --model: another model for every run (5 outputs).
+// class (default: as --epochs); --model: another model for every run (5 outputs); --augment: random crops after
+// zero padding by PAD pixels (data.augment.pad_crop) in every run on classes 5-9, labeled-only and pseudo-labeling
+// alike (with a dropout model this is the "noisy student" recipe of Xie et al. 2020).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -54,7 +56,7 @@ struct Row {
 
 int main(int argc, char** argv) {
   std::vector<int> seeds = {1, 2, 3}, labels = {100, 1000};  // --labels 0: no transfer runs
-  int epochs = -1, epochs_large = -1, pretrain_epochs = -1, pseudo_rounds = -1, threads = 2;
+  int epochs = -1, epochs_large = -1, pretrain_epochs = -1, pseudo_rounds = -1, threads = 2, augment = -1;
   std::string model_file;
   int64_t pseudo_max = -1;
   double pseudo_threshold = -1.0;
@@ -80,6 +82,7 @@ int main(int argc, char** argv) {
     else if (a == "--pseudo-threshold") pseudo_threshold = std::stod(next());
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--no-pseudo") pseudo = false;
+    else if (a == "--augment") augment = std::stoi(next());
     else if (a == "--out") out_path = next();
     else {
       std::cerr << "unknown option " << a << "\n";
@@ -124,6 +127,7 @@ int main(int argc, char** argv) {
       if (!model_file.empty()) base.model = load_model_file(model_file);
       if (epochs > 0) base.epochs = epochs;
       if (n >= 1000 && epochs_large > 0) base.epochs = epochs_large;
+      if (augment >= 0) base.data.augment.pad_crop = augment;
       // One data load per (seed, labels) for every variant: load_train_data depends on nothing else.
       const TrainData data = load_train_data(base);
 
@@ -158,6 +162,7 @@ int main(int argc, char** argv) {
       if (pseudo_rounds > 0) ps.pseudo_label.rounds = pseudo_rounds;
       if (pseudo_max >= 0) ps.pseudo_label.max_per_class = pseudo_max;
       if (pseudo_threshold >= 0) ps.pseudo_label.threshold = pseudo_threshold;
+      if (augment >= 0) ps.data.augment.pad_crop = augment;
       const TrainData data = load_train_data(ps);
       TrainSpec only = ps;
       only.pseudo_label.enabled = false;

@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "common/error.hpp"
+#include "tuners/bohb.hpp"
 #include "tuners/hyperband.hpp"
 #include "tuners/params.hpp"
 #include "tuners/support.hpp"
@@ -20,11 +23,15 @@ AshaParams AshaParams::from_json(const nlohmann::json& j) {
   r.get("max_resource", p.max_resource);
   r.get("eta", p.eta);
   r.get("min_early_stopping_rate", p.min_early_stopping_rate);
+  r.get("min_rank_pairs", p.min_rank_pairs);
+  r.get("min_rank_agreement", p.min_rank_agreement);
   r.finish();
   r.require(p.min_resource > 0, "min_resource", "must be > 0");
   r.require(p.max_resource >= p.min_resource, "max_resource", "must be >= min_resource");
   r.require(p.eta >= 2, "eta", "must be at least 2");
   r.require(p.min_early_stopping_rate >= 0, "min_early_stopping_rate", "must be >= 0");
+  r.require(p.min_rank_pairs >= 0, "min_rank_pairs", "must be >= 0 (0 turns the rank check off)");
+  r.require(p.min_rank_agreement >= -1 && p.min_rank_agreement <= 1, "min_rank_agreement", "must be in [-1, 1]");
   return p;
 }
 
@@ -65,7 +72,42 @@ std::vector<const Trial*> promotable(const History& h, const std::vector<std::ve
   return out;
 }
 
+// Rung k's values of the successful trials promoted from it, beside their successful rung-(k+1) results.
+RankAgreement promotion_agreement(const std::vector<const Trial*>& rung, const std::vector<const Trial*>& next) {
+  std::unordered_map<int64_t, const Trial*> by_number;
+  for (const Trial* t : rung) by_number.emplace(t->number, t);
+  std::vector<double> low, high;
+  for (const Trial* c : next) {
+    auto from = int_attr(*c, kAttrPromotedFrom);
+    if (!from || c->state != TrialState::Complete || c->values.empty() || !std::isfinite(c->values[0])) continue;
+    auto it = by_number.find(*from);
+    if (it == by_number.end()) continue;
+    const Trial* p = it->second;
+    if (p->state != TrialState::Complete || p->values.empty() || !std::isfinite(p->values[0])) continue;
+    low.push_back(p->values[0]);
+    high.push_back(c->values[0]);
+  }
+  return rank_agreement(low, high);  // the direction does not matter: both sides carry the same sign
+}
+
+size_t start_rung_of(const std::vector<std::vector<const Trial*>>& rungs, const AshaParams& p) {
+  if (p.min_rank_pairs <= 0) return 0;
+  size_t start = 0;
+  // Pairs (k, k+1) up to (second-highest - 1, second-highest): a start at the top rung would be full-budget random
+  // search, which the rank check alone never chooses.
+  for (size_t k = 0; k + 2 < rungs.size(); ++k) {
+    if (k != start) break;
+    const RankAgreement r = promotion_agreement(rungs[k], rungs[k + 1]);
+    if (r.pairs >= p.min_rank_pairs && r.tau < p.min_rank_agreement) start = k + 1;
+  }
+  return start;
+}
+
 }  // namespace
+
+size_t AshaTuner::start_rung(const History& h) const {
+  return start_rung_of(by_rung(h, rungs_.size()), params_);
+}
 
 Proposal AshaTuner::ask(const History& h, int64_t number) {
   auto rungs = by_rung(h, rungs_.size());
@@ -87,12 +129,15 @@ Proposal AshaTuner::ask(const History& h, int64_t number) {
   std::optional<Config> c;
   if (space.is_finite()) {
     std::unordered_set<std::string> seen;
-    for (const Trial* t : rungs[0]) seen.insert(space.key(t->config));
+    for (const auto& rung : rungs)  // every configuration started so far (rung 0, or a later start rung)
+      for (const Trial* t : rung)
+        if (!t->attrs.count(kAttrPromotedFrom)) seen.insert(space.key(t->config));
     c = random_unseen(space, seen, rng);
   }
   out.config = c ? *c : sample_uniform(space, rng);
-  out.budget = rungs_[0];
-  out.attrs[kAttrRung] = "0";
+  const size_t start = start_rung_of(rungs, params_);
+  out.budget = rungs_[start];
+  out.attrs[kAttrRung] = std::to_string(start);
   return out;
 }
 

@@ -12,7 +12,8 @@ BUDGET steps (default 810 = 1/3 of full-budget random search's 30 x 81 steps), p
 filled with optuna>=5 by pip when missing); --optuna-raw FILE (repeatable) reuses stored optuna_peers.py lines instead
 (bench/multifidelity/results/optuna-810-*.jsonl: 20 seeds at 810 steps). kestrel_bohb_original_rule is BOHB with
 the rank validation off (min_rank_pairs 0, min_rank_agreement -1: the model on the largest budget with enough results).
-Pruner rows: kestrel_asha_pruner / kestrel_median_pruner sample at random, the *_tpe rows with Kestrel's TPE (default
+kestrel_asha_rank_check is ASHA with its opt-in rank check of the low rungs (min_rank_pairs 10, min_rank_agreement
+0.4). Pruner rows: kestrel_asha_pruner / kestrel_median_pruner sample at random, the *_tpe rows with Kestrel's TPE (default
 settings), as Optuna's pruner rows sample with its TPESampler.
 """
 import argparse
@@ -78,6 +79,11 @@ def main():
         for m in ("random", "asha", "hyperband", "bohb", "asha_pruner", "asha_pruner_tpe", "median_pruner",
                   "median_pruner_tpe"):
             runs += lines([binary, m, str(a.budget), str(a.seeds), problem])
+        checked = lines([binary, "asha", str(a.budget), str(a.seeds), problem, "0",
+                         json.dumps({"min_rank_pairs": 10, "min_rank_agreement": 0.4})])
+        for r in checked:
+            r["method"] = "kestrel_asha_rank_check"
+        runs += checked
         original = lines([binary, "bohb", str(a.budget), str(a.seeds), problem, "0",
                           json.dumps({"min_rank_pairs": 0, "min_rank_agreement": -1})])
         for r in original:

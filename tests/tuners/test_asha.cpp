@@ -92,6 +92,81 @@ TEST(AshaTuner, CrossingCurvesLetTheLateBloomerWinAtTheTopRung) {
   }
 }
 
+// Drives ASHA for `n` asks on curves whose value at budget 1 is u and at larger budgets `later(u)`, completing each
+// trial at once; returns the rung of every fresh (not promoted) configuration, in order.
+std::vector<std::string> fresh_rungs(AshaTuner& tuner, Sim& sim, int n, double (*later)(double)) {
+  std::vector<std::string> out;
+  for (int k = 0; k < n; ++k) {
+    auto& t = sim.ask(tuner);
+    const double u = std::get<double>(t.config.at("u"));
+    Sim::complete(t, Sim::budget(t) <= 1.0 ? u : later(u));
+    if (!t.attrs.count(kAttrPromotedFrom)) {
+      out.push_back(t.attrs.at(kAttrRung));
+      EXPECT_EQ(t.attrs.count(kAttrRestoreFrom), 0u);  // a fresh start never restores
+    }
+  }
+  return out;
+}
+
+double reversed(double u) { return 1.0 - u; }
+double same(double u) { return u; }
+
+TEST(AshaTuner, RankCheckMakesNewConfigurationsSkipARungThatRanksUnlikeTheNext) {
+  // Budget 1 ranks the configurations in the reverse order of budget 3 (tau = -1 over the promoted ones), so once
+  // 3 pairs (3 promoted configurations) show it, new configurations start at rung 1 (budget 3).
+  Sim sim;
+  sim.space = search::SearchSpace({search::ParamSpec::uniform("u", 0, 1)});
+  AshaParams p{1, 27, 3, 0};
+  p.min_rank_pairs = 3;
+  p.min_rank_agreement = 0.4;
+  AshaTuner tuner(p, 5);
+  auto rungs = fresh_rungs(tuner, sim, 60, reversed);
+  EXPECT_EQ(rungs.front(), "0");
+  EXPECT_EQ(rungs.back(), "1");
+  EXPECT_EQ(tuner.start_rung(sim.history()), 1u);
+  // Every rung-1 start has budget 3 and no parent.
+  for (const auto& t : sim.trials)
+    if (t.attrs.at(kAttrRung) == "1" && !t.attrs.count(kAttrPromotedFrom)) {
+      EXPECT_DOUBLE_EQ(Sim::budget(t), 3.0);
+    }
+  // A new tuner on the same history (a resumed sweep) decides the same.
+  AshaTuner again(p, 5);
+  EXPECT_EQ(again.start_rung(sim.history()), 1u);
+}
+
+TEST(AshaTuner, RankCheckKeepsRungZeroWhenRungsAgreeOrWhenOff) {
+  AshaParams on{1, 27, 3, 0};
+  on.min_rank_pairs = 3;
+  {
+    Sim sim;
+    sim.space = search::SearchSpace({search::ParamSpec::uniform("u", 0, 1)});
+    AshaTuner tuner(on, 5);
+    for (const auto& r : fresh_rungs(tuner, sim, 60, same)) EXPECT_EQ(r, "0");
+  }
+  {  // off (min_rank_pairs 0, the default): reversed rankings change nothing
+    Sim sim;
+    sim.space = search::SearchSpace({search::ParamSpec::uniform("u", 0, 1)});
+    AshaTuner tuner(AshaParams{1, 27, 3, 0}, 5);
+    for (const auto& r : fresh_rungs(tuner, sim, 60, reversed)) EXPECT_EQ(r, "0");
+    EXPECT_EQ(tuner.start_rung(sim.history()), 0u);
+  }
+  {  // two rungs only: the check never starts configurations at the top rung (that would be full-budget random)
+    AshaParams two{1, 3, 3, 0};
+    two.min_rank_pairs = 3;
+    Sim sim;
+    sim.space = search::SearchSpace({search::ParamSpec::uniform("u", 0, 1)});
+    AshaTuner tuner(two, 5);
+    for (const auto& r : fresh_rungs(tuner, sim, 60, reversed)) EXPECT_EQ(r, "0");
+  }
+}
+
+TEST(AshaTuner, RankCheckOptionsAreValidated) {
+  EXPECT_NO_THROW(AshaParams::from_json({{"min_rank_pairs", 10}, {"min_rank_agreement", 0.4}}));
+  EXPECT_THROW(AshaParams::from_json({{"min_rank_pairs", -1}}), ConfigError);
+  EXPECT_THROW(AshaParams::from_json({{"min_rank_agreement", 1.5}}), ConfigError);
+  EXPECT_THROW(AshaPrunerParams::from_json({{"min_rank_pairs", 10}}), ConfigError);  // tuner-only option
+}
+
 // --- pruner -----------------------------------------------------------------------------------------------------
 
 struct PrunerSim {

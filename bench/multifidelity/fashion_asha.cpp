@@ -2,7 +2,9 @@
 // parents' checkpoints) against a full-budget sweep of the same configurations; prints a JSON summary.
 //
 // Usage: mf_fashion OUT_DIR [--configs 27] [--max-epochs 9] [--eta 3] [--subset 6000] [--jobs 1] [--threads 2]
-//                 [--seed 1]
+//                 [--seed 1] [--rank-check PAIRS]
+// --rank-check: ASHA's rank check of its low rungs with min_rank_pairs PAIRS and min_rank_agreement 0.4 (0: off);
+// new configurations may then start above rung 0, and the full sweep trains every configuration ASHA started.
 // One job promotes eagerly (ASHA asks after every trial), so rung 0 holds exactly --configs configurations; with
 // more jobs ASHA starts more of them before the first promotions (the full sweep then gets those).
 // OUT_DIR gets the training file, the SQLite store (studies "asha" and "full") and the per-trial folders.
@@ -102,7 +104,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   fs::path out = fs::absolute(argv[1]);
-  int configs = 27, max_epochs = 9, eta = 3, subset = 6000, jobs = 1, threads = 2, seed = 1;
+  int configs = 27, max_epochs = 9, eta = 3, subset = 6000, jobs = 1, threads = 2, seed = 1, rank_check = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     int v = std::stoi(argv[i + 1]);
@@ -113,6 +115,7 @@ int main(int argc, char** argv) {
     else if (k == "--jobs") jobs = v;
     else if (k == "--threads") threads = v;
     else if (k == "--seed") seed = v;
+    else if (k == "--rank-check") rank_check = v;
     else {
       std::cerr << "unknown option " << k << "\n";
       return 2;
@@ -132,6 +135,10 @@ int main(int argc, char** argv) {
   ao.objectives = objectives;
   ao.tuner = "asha";
   ao.tuner_params = {{"min_resource", 1}, {"max_resource", max_epochs}, {"eta", eta}};
+  if (rank_check > 0) {
+    ao.tuner_params["min_rank_pairs"] = rank_check;
+    ao.tuner_params["min_rank_agreement"] = 0.4;
+  }
   ao.seed = static_cast<uint64_t>(seed);
   ao.heartbeat_interval = 0;
   int64_t n_trials = 0;
@@ -153,7 +160,8 @@ int main(int argc, char** argv) {
   int64_t promoted = 0;
   for (const auto& t : asha.trials()) {
     if (t.attrs.count(tuners::kAttrRestoreFrom)) ++promoted;
-    if (t.attrs.count(tuners::kAttrRung) && t.attrs.at(tuners::kAttrRung) == "0") rung0.push_back(t.config);
+    // Every configuration ASHA started (in rung 0, or above it when the rank check raised the start).
+    if (t.attrs.count(tuners::kAttrRung) && !t.attrs.count(tuners::kAttrPromotedFrom)) rung0.push_back(t.config);
   }
 
   // 2. The same configurations, each trained for max_epochs from scratch.
@@ -185,6 +193,7 @@ int main(int argc, char** argv) {
   j["subset"] = subset;
   j["jobs"] = jobs;
   j["threads"] = threads;
+  j["rank_check"] = rank_check;
   auto row = [](const Tally& t, double secs) {
     return nlohmann::json{{"trials", t.trials},          {"failed", t.failed},
                           {"epochs", t.epochs},          {"best_val_accuracy", t.best},

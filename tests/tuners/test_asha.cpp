@@ -134,30 +134,31 @@ TEST(AshaTuner, RankCheckMakesNewConfigurationsSkipARungThatRanksUnlikeTheNext) 
   EXPECT_EQ(again.start_rung(sim.history()), 1u);
 }
 
+// Fresh-start rungs of 60 asks of ASHA(p) on one parameter u (as fresh_rungs), and its start rung at the end.
+std::pair<std::vector<std::string>, size_t> rank_check_run(const AshaParams& p, double (*later)(double)) {
+  Sim sim;
+  sim.space = search::SearchSpace({search::ParamSpec::uniform("u", 0, 1)});
+  AshaTuner tuner(p, 5);
+  auto rungs = fresh_rungs(tuner, sim, 60, later);
+  return {rungs, tuner.start_rung(sim.history())};
+}
+
 TEST(AshaTuner, RankCheckKeepsRungZeroWhenRungsAgreeOrWhenOff) {
   AshaParams on{1, 27, 3, 0};
   on.min_rank_pairs = 3;
-  {
-    Sim sim;
-    sim.space = search::SearchSpace({search::ParamSpec::uniform("u", 0, 1)});
-    AshaTuner tuner(on, 5);
-    for (const auto& r : fresh_rungs(tuner, sim, 60, same)) EXPECT_EQ(r, "0");
-  }
-  {  // off (min_rank_pairs 0, the default): reversed rankings change nothing
-    Sim sim;
-    sim.space = search::SearchSpace({search::ParamSpec::uniform("u", 0, 1)});
-    AshaTuner tuner(AshaParams{1, 27, 3, 0}, 5);
-    for (const auto& r : fresh_rungs(tuner, sim, 60, reversed)) EXPECT_EQ(r, "0");
-    EXPECT_EQ(tuner.start_rung(sim.history()), 0u);
-  }
-  {  // two rungs only: the check never starts configurations at the top rung (that would be full-budget random)
-    AshaParams two{1, 3, 3, 0};
-    two.min_rank_pairs = 3;
-    Sim sim;
-    sim.space = search::SearchSpace({search::ParamSpec::uniform("u", 0, 1)});
-    AshaTuner tuner(two, 5);
-    for (const auto& r : fresh_rungs(tuner, sim, 60, reversed)) EXPECT_EQ(r, "0");
-  }
+  auto [agreeing, agreeing_start] = rank_check_run(on, same);
+  for (const auto& r : agreeing) EXPECT_EQ(r, "0");
+  EXPECT_EQ(agreeing_start, 0u);
+  // Off (min_rank_pairs 0, the default): reversed rankings change nothing.
+  auto [off, off_start] = rank_check_run(AshaParams{1, 27, 3, 0}, reversed);
+  for (const auto& r : off) EXPECT_EQ(r, "0");
+  EXPECT_EQ(off_start, 0u);
+  // Two rungs only: the check never starts configurations at the top rung (that would be full-budget random).
+  AshaParams two{1, 3, 3, 0};
+  two.min_rank_pairs = 3;
+  auto [top, top_start] = rank_check_run(two, reversed);
+  for (const auto& r : top) EXPECT_EQ(r, "0");
+  EXPECT_EQ(top_start, 0u);
 }
 
 TEST(AshaTuner, RankCheckOptionsAreValidated) {

@@ -94,9 +94,9 @@ size_t start_rung_of(const std::vector<std::vector<const Trial*>>& rungs, const 
   if (p.min_rank_pairs <= 0) return 0;
   size_t start = 0;
   // Pairs (k, k+1) up to (second-highest - 1, second-highest): a start at the top rung would be full-budget random
-  // search, which the rank check alone never chooses.
+  // search, which the rank check alone never chooses. A rung that fails moves the start above it, whatever the
+  // rungs below say (cheap budgets can agree with each other and still rank unlike the expensive ones).
   for (size_t k = 0; k + 2 < rungs.size(); ++k) {
-    if (k != start) break;
     const RankAgreement r = promotion_agreement(rungs[k], rungs[k + 1]);
     if (r.pairs >= p.min_rank_pairs && r.tau < p.min_rank_agreement) start = k + 1;
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Optuna peers of the multi-fidelity benchmark: MedianPruner, SuccessiveHalvingPruner and HyperbandPruner (TPE
 # sampler, Optuna's default), full-budget TPE and full-budget random search, on the curves of curves.hpp.
-"""Usage: optuna_peers.py BUDGET_STEPS SEEDS PROBLEM  ->  one JSON line per (method, seed) on stdout.
+"""Usage: optuna_peers.py BUDGET_STEPS SEEDS PROBLEM [METHODS [FIRST_SEED]]  ->  one JSON line per (method, seed) on
+stdout. METHODS: comma-separated (default all five), FIRST_SEED: seeds FIRST_SEED.. (default 0).
 
 Equal budgets: every method stops when BUDGET_STEPS training steps were spent; a trial cut by the budget end does not
 count as finished. Each method picks the COMPLETE trial with the best observed (noisy) final value; the line gives
@@ -80,11 +81,12 @@ def run(method, seed, budget, problem):
 
 def main():
     budget, seeds, problem = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    methods = sys.argv[4].split(",") if len(sys.argv) > 4 else \
+    methods = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[4] else \
         ["optuna_median", "optuna_sha", "optuna_hyperband", "optuna_tpe", "optuna_random"]
+    first = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for m in methods:
-        for s in range(seeds):
+        for s in range(first, first + seeds):
             print(json.dumps(run(m, s, budget, problem)), flush=True)
 
 

@@ -10,7 +10,8 @@ BUDGET steps (default 810 = 1/3 of full-budget random search's 30 x 81 steps), p
 3 x BUDGET, and prints a Markdown table: median steps used, median trials run, median and quartiles of the true
 (noise-free, full-budget) final error of the trial each method picks. Optuna comes from bench/.venv (created and
 filled with optuna>=5 by pip when missing); --optuna-raw FILE (repeatable) reuses stored optuna_peers.py lines instead
-(bench/multifidelity/results/optuna-810-*.jsonl: 20 seeds at 810 steps). kestrel_bohb_original_rule is BOHB with
+(bench/multifidelity/results/optuna-810-*.jsonl: 20 seeds at 810 steps; *-seeds20.jsonl: seeds 20-39, for
+--first-seed 20). kestrel_bohb_original_rule is BOHB with
 the rank validation off (min_rank_pairs 0, min_rank_agreement -1: the model on the largest budget with enough results).
 kestrel_asha_rank_check is ASHA with its opt-in rank check of the low rungs (min_rank_pairs 10, min_rank_agreement
 0.4). Pruner rows: kestrel_asha_pruner / kestrel_median_pruner sample at random, the *_tpe rows with Kestrel's TPE (default
@@ -58,6 +59,7 @@ def main():
     ap.add_argument("--build")
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--budget", type=int, default=810)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds FIRST_SEED .. FIRST_SEED + SEEDS - 1")
     ap.add_argument("--no-optuna", action="store_true")
     ap.add_argument("--json", help="also write every run as JSON lines here")
     ap.add_argument("--optuna-raw", action="append", default=[], help="stored optuna_peers.py output to reuse")
@@ -73,26 +75,29 @@ def main():
         version = "(stored rows: %s)" % ", ".join(a.optuna_raw)
     rows = []
     for problem in problems:
-        runs = lines([binary, "random", str(3 * a.budget), str(a.seeds), problem])
+        first = str(a.first_seed)
+        runs = lines([binary, "random", str(3 * a.budget), str(a.seeds), problem, first])
         for r in runs:
             r["method"] = "kestrel_random_full_3x"
         for m in ("random", "asha", "hyperband", "bohb", "asha_pruner", "asha_pruner_tpe", "median_pruner",
                   "median_pruner_tpe"):
-            runs += lines([binary, m, str(a.budget), str(a.seeds), problem])
-        checked = lines([binary, "asha", str(a.budget), str(a.seeds), problem, "0",
+            runs += lines([binary, m, str(a.budget), str(a.seeds), problem, first])
+        checked = lines([binary, "asha", str(a.budget), str(a.seeds), problem, first,
                          json.dumps({"min_rank_pairs": 10, "min_rank_agreement": 0.4})])
         for r in checked:
             r["method"] = "kestrel_asha_rank_check"
         runs += checked
-        original = lines([binary, "bohb", str(a.budget), str(a.seeds), problem, "0",
+        original = lines([binary, "bohb", str(a.budget), str(a.seeds), problem, first,
                           json.dumps({"min_rank_pairs": 0, "min_rank_agreement": -1})])
         for r in original:
             r["method"] = "kestrel_bohb_original_rule"
         runs += original
         if stored:
-            runs += [r for r in stored if r["problem"] == problem and r["budget"] == a.budget and r["seed"] < a.seeds]
+            runs += [r for r in stored if r["problem"] == problem and r["budget"] == a.budget
+                     and a.first_seed <= r["seed"] < a.first_seed + a.seeds]
         elif version:
-            out = subprocess.run([VENV_PY, os.path.join(HERE, "optuna_peers.py"), str(a.budget), str(a.seeds), problem],
+            out = subprocess.run([VENV_PY, os.path.join(HERE, "optuna_peers.py"), str(a.budget), str(a.seeds), problem, "",
+                                  first],
                                  check=True, capture_output=True, text=True).stdout
             runs += [json.loads(l) for l in out.splitlines() if l.strip()]
         rows += runs

@@ -92,14 +92,15 @@ TEST(AshaTuner, CrossingCurvesLetTheLateBloomerWinAtTheTopRung) {
   }
 }
 
-// Drives ASHA for `n` asks on curves whose value at budget 1 is u and at larger budgets `later(u)`, completing each
-// trial at once; returns the rung of every fresh (not promoted) configuration, in order.
-std::vector<std::string> fresh_rungs(AshaTuner& tuner, Sim& sim, int n, double (*later)(double)) {
+// Drives ASHA for `n` asks on one parameter u, completing each trial at once with value(u, budget); returns the
+// rung of every fresh (not promoted) configuration, in order.
+using CurveFn = double (*)(double u, double budget);
+std::vector<std::string> fresh_rungs(AshaTuner& tuner, Sim& sim, int n, CurveFn value) {
   std::vector<std::string> out;
   for (int k = 0; k < n; ++k) {
     auto& t = sim.ask(tuner);
     const double u = std::get<double>(t.config.at("u"));
-    Sim::complete(t, Sim::budget(t) <= 1.0 ? u : later(u));
+    Sim::complete(t, value(u, Sim::budget(t)));
     if (!t.attrs.count(kAttrPromotedFrom)) {
       out.push_back(t.attrs.at(kAttrRung));
       EXPECT_EQ(t.attrs.count(kAttrRestoreFrom), 0u);  // a fresh start never restores
@@ -108,8 +109,12 @@ std::vector<std::string> fresh_rungs(AshaTuner& tuner, Sim& sim, int n, double (
   return out;
 }
 
-double reversed(double u) { return 1.0 - u; }
-double same(double u) { return u; }
+// Budget 1 ranks in the reverse order of every larger budget.
+double reversed(double u, double budget) { return budget <= 1.0 ? u : 1.0 - u; }
+// Every budget ranks alike.
+double same(double u, double) { return u; }
+// Budgets 1 and 3 agree with each other, and rank in the reverse order of budgets 9 and up.
+double late_cross(double u, double budget) { return budget <= 3.0 ? u : 1.0 - u; }
 
 TEST(AshaTuner, RankCheckMakesNewConfigurationsSkipARungThatRanksUnlikeTheNext) {
   // Budget 1 ranks the configurations in the reverse order of budget 3 (tau = -1 over the promoted ones), so once
@@ -135,11 +140,11 @@ TEST(AshaTuner, RankCheckMakesNewConfigurationsSkipARungThatRanksUnlikeTheNext) 
 }
 
 // Fresh-start rungs of 60 asks of ASHA(p) on one parameter u (as fresh_rungs), and its start rung at the end.
-std::pair<std::vector<std::string>, size_t> rank_check_run(const AshaParams& p, double (*later)(double)) {
+std::pair<std::vector<std::string>, size_t> rank_check_run(const AshaParams& p, CurveFn value, int n = 60) {
   Sim sim;
   sim.space = search::SearchSpace({search::ParamSpec::uniform("u", 0, 1)});
   AshaTuner tuner(p, 5);
-  auto rungs = fresh_rungs(tuner, sim, 60, later);
+  auto rungs = fresh_rungs(tuner, sim, n, value);
   return {rungs, tuner.start_rung(sim.history())};
 }
 
@@ -159,6 +164,16 @@ TEST(AshaTuner, RankCheckKeepsRungZeroWhenRungsAgreeOrWhenOff) {
   auto [top, top_start] = rank_check_run(two, reversed);
   for (const auto& r : top) EXPECT_EQ(r, "0");
   EXPECT_EQ(top_start, 0u);
+}
+
+TEST(AshaTuner, RankCheckSkipsEveryRungBelowAFailingOneEvenWhenTheyAgreeWithEachOther) {
+  // Rungs at 1, 3, 9, 27: rungs 1 and 3 agree, rung 3 ranks unlike rung 9, so new configurations start at 9.
+  AshaParams p{1, 27, 3, 0};
+  p.min_rank_pairs = 3;
+  auto [rungs, start] = rank_check_run(p, late_cross, 150);
+  EXPECT_EQ(rungs.front(), "0");
+  EXPECT_EQ(rungs.back(), "2");
+  EXPECT_EQ(start, 2u);
 }
 
 TEST(AshaTuner, RankCheckOptionsAreValidated) {

@@ -156,12 +156,12 @@ int main(int argc, char** argv) {
     optimize(asha, ev, ro);
   }
   const double asha_s = seconds_since(t0);
-  std::vector<Config> rung0;
+  std::vector<Config> started;
   int64_t promoted = 0;
   for (const auto& t : asha.trials()) {
     if (t.attrs.count(tuners::kAttrRestoreFrom)) ++promoted;
     // Every configuration ASHA started (in rung 0, or above it when the rank check raised the start).
-    if (t.attrs.count(tuners::kAttrRung) && !t.attrs.count(tuners::kAttrPromotedFrom)) rung0.push_back(t.config);
+    if (t.attrs.count(tuners::kAttrRung) && !t.attrs.count(tuners::kAttrPromotedFrom)) started.push_back(t.config);
   }
 
   // 2. The same configurations, each trained for max_epochs from scratch.
@@ -170,14 +170,14 @@ int main(int argc, char** argv) {
   fo.tuner = "random";
   fo.tuner_params = nlohmann::json::object();
   Study full(store, fo);
-  for (const auto& c : rung0) full.enqueue(c);
+  for (const auto& c : started) full.enqueue(c);
   t0 = std::chrono::steady_clock::now();
   {
     TrainerEvaluatorOptions feo = eo;
     feo.settings = {{"training", {{"epochs", max_epochs}}}};
     TrainerEvaluator ev(feo, objectives, fo.space);
     RunOptions ro;
-    ro.n_trials = static_cast<int64_t>(rung0.size());
+    ro.n_trials = static_cast<int64_t>(started.size());
     ro.n_jobs = jobs;
     ro.runs_dir = (out / "runs").string();
     ro.checkpoints = false;
@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
 
   Tally a = tally(asha), f = tally(full);
   nlohmann::json j;
-  j["configs"] = rung0.size();
+  j["configs"] = started.size();
   j["max_epochs"] = max_epochs;
   j["eta"] = eta;
   j["subset"] = subset;

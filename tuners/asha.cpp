@@ -9,7 +9,6 @@
 #include <unordered_set>
 
 #include "common/error.hpp"
-#include "tuners/bohb.hpp"
 #include "tuners/hyperband.hpp"
 #include "tuners/params.hpp"
 #include "tuners/support.hpp"
@@ -72,32 +71,32 @@ std::vector<const Trial*> promotable(const History& h, const std::vector<std::ve
   return out;
 }
 
-// Rung k's values of the successful trials promoted from it, beside their successful rung-(k+1) results.
-RankAgreement promotion_agreement(const std::vector<const Trial*>& rung, const std::vector<const Trial*>& next) {
+// Rung k's losses of the successful trials promoted from it, beside their successful rung-(k+1) losses.
+RankAgreement promotion_agreement(const History& h, const std::vector<const Trial*>& rung,
+                                  const std::vector<const Trial*>& next) {
   std::unordered_map<int64_t, const Trial*> by_number;
   for (const Trial* t : rung) by_number.emplace(t->number, t);
   std::vector<double> low, high;
   for (const Trial* c : next) {
     auto from = int_attr(*c, kAttrPromotedFrom);
-    if (!from || c->state != TrialState::Complete || c->values.empty() || !std::isfinite(c->values[0])) continue;
-    auto it = by_number.find(*from);
+    auto it = from ? by_number.find(*from) : by_number.end();
     if (it == by_number.end()) continue;
-    const Trial* p = it->second;
-    if (p->state != TrialState::Complete || p->values.empty() || !std::isfinite(p->values[0])) continue;
-    low.push_back(p->values[0]);
-    high.push_back(c->values[0]);
+    auto parent_loss = loss_of(h, *it->second), child_loss = loss_of(h, *c);
+    if (!parent_loss || !child_loss) continue;
+    low.push_back(*parent_loss);
+    high.push_back(*child_loss);
   }
-  return rank_agreement(low, high);  // the direction does not matter: both sides carry the same sign
+  return rank_agreement(low, high);
 }
 
-size_t start_rung_of(const std::vector<std::vector<const Trial*>>& rungs, const AshaParams& p) {
+size_t start_rung_of(const History& h, const std::vector<std::vector<const Trial*>>& rungs, const AshaParams& p) {
   if (p.min_rank_pairs <= 0) return 0;
   size_t start = 0;
   // Pairs (k, k+1) up to (second-highest - 1, second-highest): a start at the top rung would be full-budget random
   // search, which the rank check alone never chooses. A rung that fails moves the start above it, whatever the
   // rungs below say (cheap budgets can agree with each other and still rank unlike the expensive ones).
   for (size_t k = 0; k + 2 < rungs.size(); ++k) {
-    const RankAgreement r = promotion_agreement(rungs[k], rungs[k + 1]);
+    const RankAgreement r = promotion_agreement(h, rungs[k], rungs[k + 1]);
     if (r.pairs >= p.min_rank_pairs && r.tau < p.min_rank_agreement) start = k + 1;
   }
   return start;
@@ -106,7 +105,7 @@ size_t start_rung_of(const std::vector<std::vector<const Trial*>>& rungs, const 
 }  // namespace
 
 size_t AshaTuner::start_rung(const History& h) const {
-  return start_rung_of(by_rung(h, rungs_.size()), params_);
+  return start_rung_of(h, by_rung(h, rungs_.size()), params_);
 }
 
 Proposal AshaTuner::ask(const History& h, int64_t number) {
@@ -135,7 +134,7 @@ Proposal AshaTuner::ask(const History& h, int64_t number) {
     c = random_unseen(space, seen, rng);
   }
   out.config = c ? *c : sample_uniform(space, rng);
-  const size_t start = start_rung_of(rungs, params_);
+  const size_t start = start_rung_of(h, rungs, params_);
   out.budget = rungs_[start];
   out.attrs[kAttrRung] = std::to_string(start);
   return out;

@@ -45,22 +45,6 @@ BohbParams BohbParams::from_json(const nlohmann::json& j) {
   return p;
 }
 
-RankAgreement rank_agreement(const std::vector<double>& a, const std::vector<double>& b) {
-  if (a.size() != b.size()) throw Error("rank_agreement: the two rankings must list the same items (lengths differ)");
-  // O(n^2) over the few configurations seen at the full budget; no library in the dependency set provides it.
-  int64_t concordant = 0, discordant = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    for (size_t j = i + 1; j < a.size(); ++j) {
-      const double s = (a[i] - a[j]) * (b[i] - b[j]);
-      if (s > 0) ++concordant;
-      else if (s < 0) ++discordant;
-    }
-  RankAgreement r;
-  r.pairs = concordant + discordant;
-  if (r.pairs > 0) r.tau = static_cast<double>(concordant - discordant) / static_cast<double>(r.pairs);
-  return r;
-}
-
 namespace {
 
 // Product-Gaussian KDE in the unit cube.

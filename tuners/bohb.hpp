@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tuners/hyperband.hpp"
+#include "tuners/support.hpp"  // rank_agreement
 
 namespace kestrel::tuners {
 
@@ -28,16 +29,6 @@ struct BohbParams {
   double min_rank_agreement = 0.5;
   static BohbParams from_json(const nlohmann::json& j);
 };
-
-// Agreement of two rankings of the same items: a[i] and b[i] are item i's values under each. Pairs tied in either
-// ranking are left out; tau = (concordant - discordant) / pairs counted (0 when none), i.e. Goodman and Kruskal's
-// gamma, which equals Kendall's tau when nothing is tied (the usual case for noisy losses).
-// Requires a.size() == b.size(); throws Error otherwise.
-struct RankAgreement {
-  int64_t pairs = 0;
-  double tau = 0.0;
-};
-RankAgreement rank_agreement(const std::vector<double>& a, const std::vector<double>& b);
 
 // What this represents: HyperbandTuner (same brackets, promotions, attrs and resume guarantees) whose rung-0
 // configurations are proposed by a kernel density model. Model: the successful trials of the largest budget that

@@ -41,6 +41,17 @@ class Rng {
 // nullopt unless the trial is COMPLETE with a finite first value.
 std::optional<double> loss_of(const History& h, const Trial& t);
 
+// Agreement of two rankings of the same items: a[i] and b[i] are item i's values under each. Pairs tied in either
+// ranking are left out; tau = (concordant - discordant) / pairs counted (0 when none), i.e. Goodman and Kruskal's
+// gamma, which equals Kendall's tau when nothing is tied (the usual case for noisy losses). Used by BOHB and
+// ASHA to check that a cheap budget ranks configurations like a more expensive one.
+// Requires a.size() == b.size(); throws Error otherwise.
+struct RankAgreement {
+  int64_t pairs = 0;
+  double tau = 0.0;
+};
+RankAgreement rank_agreement(const std::vector<double>& a, const std::vector<double>& b);
+
 // Canonical keys (SearchSpace::key) of every configuration in the history, whatever its state.
 std::unordered_set<std::string> seen_keys(const History& h);
 
